@@ -1,0 +1,77 @@
+"""Exceptions raised on bad input; each names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "MslesionError",
+    "DataError",
+    "CorruptFileError",
+    "NotThreeDError",
+    "ShapeMismatchError",
+    "AffineMismatchError",
+    "NonFiniteError",
+    "NonBinaryMaskError",
+    "EmptyMaskError",
+    "MissingModalityError",
+    "MissingMaskError",
+    "NoCasesFoundError",
+]
+
+
+class MslesionError(Exception):
+    """Base class of every error mslesion raises on purpose."""
+
+
+class DataError(MslesionError, ValueError):
+    """A problem with one input file; ``path`` names it.
+
+    The message always starts with the file, so a batch log line reads
+    ``/data/Patient-3/3-Flair.nii.gz: image is 4D (512, 512, 19, 2); expected 3D``.
+    """
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = Path(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
+
+
+class CorruptFileError(DataError):
+    """The file cannot be read: truncated, not an image, wrong format."""
+
+
+class NotThreeDError(DataError):
+    """A volume that is not 3D (4D time series, 2D slice)."""
+
+
+class ShapeMismatchError(DataError):
+    """Image and mask (or two modalities) differ in shape."""
+
+
+class AffineMismatchError(DataError):
+    """Image and mask (or two modalities) lie on different voxel grids."""
+
+
+class NonFiniteError(DataError):
+    """NaN or Inf voxels."""
+
+
+class NonBinaryMaskError(DataError):
+    """A mask holding labels other than background and lesion."""
+
+
+class EmptyMaskError(DataError):
+    """A mask with no lesion voxel where lesions are required."""
+
+
+class MissingModalityError(DataError):
+    """A patient folder lacks the requested modality image or mask."""
+
+
+class MissingMaskError(DataError):
+    """An image slice with no matching mask file (TIFF datasets)."""
+
+
+class NoCasesFoundError(DataError):
+    """A folder or pattern that matched no patient at all."""

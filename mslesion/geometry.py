@@ -1,0 +1,136 @@
+"""In-plane resizing to the model grid (e.g. 256x256) and its exact inverse.
+
+``fit="pad"`` pads the slice to a square (edge-replicated image, zero mask)
+before resizing, so anatomy keeps its aspect ratio; ``fit="stretch"`` resizes
+straight to the target like seed 000 did. Either way :class:`SliceGeometry`
+records what was done, and :func:`to_native` maps a model-grid array back onto
+the native pixel grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["SliceGeometry", "plan_geometry", "to_model", "to_native", "FITS"]
+
+FITS = ("pad", "stretch")
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """How a native ``(H, W)`` slice maps to the model's ``size`` grid.
+
+    Attributes:
+        native_hw: in-plane shape of the canonical axial slice.
+        spacing_hw_mm: native pixel size (rows, columns) in mm, or None if unknown.
+        size: model grid ``(H, W)``.
+        fit: ``pad`` or ``stretch``.
+        pad: ``(top, bottom, left, right)`` pixels added before resizing.
+    """
+
+    native_hw: tuple[int, int]
+    spacing_hw_mm: tuple[float, float] | None
+    size: tuple[int, int]
+    fit: str
+    pad: tuple[int, int, int, int]
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        t, b, l, r = self.pad
+        return (self.native_hw[0] + t + b, self.native_hw[1] + l + r)
+
+    @property
+    def model_spacing_hw_mm(self) -> tuple[float, float] | None:
+        """Pixel size on the model grid, when the native spacing is known."""
+        if self.spacing_hw_mm is None:
+            return None
+        ph, pw = self.padded_hw
+        return (self.spacing_hw_mm[0] * ph / self.size[0], self.spacing_hw_mm[1] * pw / self.size[1])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SliceGeometry:
+        sp = d.get("spacing_hw_mm")
+        return cls(
+            native_hw=tuple(d["native_hw"]),
+            spacing_hw_mm=tuple(sp) if sp is not None else None,
+            size=tuple(d["size"]),
+            fit=d["fit"],
+            pad=tuple(d["pad"]),
+        )
+
+
+def plan_geometry(
+    native_hw: tuple[int, int],
+    size: tuple[int, int] = (256, 256),
+    fit: str = "pad",
+    spacing_hw_mm: tuple[float, float] | None = None,
+) -> SliceGeometry:
+    """Decide padding for a native slice shape; see :class:`SliceGeometry`."""
+    if fit not in FITS:
+        raise ValueError(f"unknown fit {fit!r}; known: {FITS}")
+    h, w = (int(v) for v in native_hw)
+    pad = (0, 0, 0, 0)
+    if fit == "pad":
+        # Pad to the target's aspect ratio (a square for 256x256).
+        th, tw = size
+        ph, pw = max(h, -(-w * th // tw)), max(w, -(-h * tw // th))
+        dh, dw = ph - h, pw - w
+        pad = (dh // 2, dh - dh // 2, dw // 2, dw - dw // 2)
+    sp = tuple(float(s) for s in spacing_hw_mm) if spacing_hw_mm is not None else None
+    return SliceGeometry((h, w), sp, (int(size[0]), int(size[1])), fit, pad)
+
+
+def _resize(arr: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.ndarray:
+    """Resize ``(H, W)`` or ``(H, W, C)`` with OpenCV, keeping a channel axis of 1."""
+    out = cv2.resize(arr, (hw[1], hw[0]), interpolation=interpolation)
+    if arr.ndim == 3 and out.ndim == 2:
+        out = out[..., None]
+    return out
+
+
+def to_model(image: np.ndarray, geom: SliceGeometry, kind: str = "image") -> np.ndarray:
+    """Native ``(H, W[, C])`` slice -> model grid.
+
+    Images: area averaging when shrinking, bilinear when enlarging. Masks
+    (``kind="mask"``): nearest neighbour, so they stay binary.
+    """
+    if image.shape[:2] != geom.native_hw:
+        raise ValueError(f"slice shape {image.shape[:2]} does not match planned native shape {geom.native_hw}")
+    t, b, l, r = geom.pad
+    if kind == "mask":
+        arr = np.pad(image.astype(np.uint8), ((t, b), (l, r)) + ((0, 0),) * (image.ndim - 2))
+        out = _resize(arr, geom.size, cv2.INTER_NEAREST_EXACT)
+        return out.astype(bool) if image.dtype == bool else out.astype(image.dtype)
+    if kind != "image":
+        raise ValueError(f"kind must be 'image' or 'mask', not {kind!r}")
+    arr = np.pad(image.astype(np.float32), ((t, b), (l, r)) + ((0, 0),) * (image.ndim - 2), mode="edge")
+    shrinking = geom.size[0] * geom.size[1] < arr.shape[0] * arr.shape[1]
+    return _resize(arr, geom.size, cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def to_native(array: np.ndarray, geom: SliceGeometry, kind: str = "probability") -> np.ndarray:
+    """Model-grid ``(H, W[, C])`` array -> native slice grid; inverse of :func:`to_model`.
+
+    Args:
+        kind: ``probability`` (bilinear; threshold afterwards; the right choice for
+            network outputs) or ``mask`` (nearest neighbour, stays binary).
+    """
+    if array.shape[:2] != geom.size:
+        raise ValueError(f"array shape {array.shape[:2]} does not match model grid {geom.size}")
+    if kind == "mask":
+        out = _resize(array.astype(np.uint8), geom.padded_hw, cv2.INTER_NEAREST_EXACT)
+    elif kind == "probability":
+        out = _resize(array.astype(np.float32), geom.padded_hw, cv2.INTER_LINEAR)
+    else:
+        raise ValueError(f"kind must be 'probability' or 'mask', not {kind!r}")
+    t, b, l, r = geom.pad
+    out = out[t : out.shape[0] - b, l : out.shape[1] - r]
+    if kind == "mask":
+        out = out.astype(array.dtype if array.dtype == bool else np.uint8)
+    return out

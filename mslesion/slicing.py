@@ -1,0 +1,153 @@
+"""One case's canonical stack -> selected, normalised, 2.5D, resized slices.
+
+Input is what a loader returns: ``stack (Z, H, W, M)`` raw intensities of M
+modalities on one grid, and ``mask (Z, H, W)`` bool. Output arrays are what
+goes to disk: ``images (N, S, S, C)`` float32 and ``masks (N, S, S, 1)`` uint8
+with ``C = M * context`` channels ordered modality-major
+(``flair[-1], flair[0], flair[+1], t1[-1], ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import SliceGeometry, plan_geometry, to_model
+from .intensity import Normalisation, fit_normalisation, foreground_mask, slice_entropy_bits
+
+__all__ = ["SELECTIONS", "CaseSlices", "select_slices", "context_indices", "slice_case", "channel_names"]
+
+SELECTIONS = ("lesion", "brain", "entropy", "all")
+
+
+@dataclass
+class CaseSlices:
+    """The slices of one case, ready to save, and what is needed to map them back."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    slice_indices: np.ndarray
+    lesion_pixels: np.ndarray
+    lesion_pixels_native: np.ndarray
+    entropy_bits: np.ndarray
+    foreground_fraction: np.ndarray
+    geometry: SliceGeometry
+    normalisations: list[Normalisation]
+    channels: list[str]
+    n_slices_total: int
+
+
+def select_slices(
+    mask: np.ndarray,
+    foreground: np.ndarray,
+    entropy_bits: np.ndarray,
+    mode: str = "lesion",
+    entropy_threshold_bits: float = 2.0,
+    min_foreground_fraction: float = 0.01,
+) -> np.ndarray:
+    """Indices of the axial slices to keep.
+
+    Modes: ``lesion`` (a lesion pixel in the mask, seed 000), ``brain`` (at least
+    ``min_foreground_fraction`` of the slice is head/brain), ``entropy`` (above
+    the threshold in bits/pixel, seed 003), ``all``.
+    """
+    z = mask.shape[0]
+    if mode == "lesion":
+        keep = mask.reshape(z, -1).any(axis=1)
+    elif mode == "brain":
+        keep = foreground.reshape(z, -1).mean(axis=1) >= min_foreground_fraction
+    elif mode == "entropy":
+        keep = entropy_bits > entropy_threshold_bits
+    elif mode == "all":
+        keep = np.ones(z, dtype=bool)
+    else:
+        raise ValueError(f"unknown slice selection {mode!r}; known: {SELECTIONS}")
+    return np.flatnonzero(keep)
+
+
+def context_indices(index: int, depth: int, context: int, padding: str = "edge") -> list[int]:
+    """Slice indices stacked around ``index`` for a 2.5D input of ``context`` slices.
+
+    Out-of-volume neighbours repeat the edge slice (``edge``) or are ``-1``,
+    meaning a zero slice (``zero``).
+    """
+    if context < 1 or context % 2 == 0:
+        raise ValueError(f"context must be a positive odd number of slices, not {context}")
+    half = context // 2
+    out = []
+    for i in range(index - half, index + half + 1):
+        if 0 <= i < depth:
+            out.append(i)
+        elif padding == "edge":
+            out.append(min(max(i, 0), depth - 1))
+        elif padding == "zero":
+            out.append(-1)
+        else:
+            raise ValueError(f"unknown context padding {padding!r}; use edge or zero")
+    return out
+
+
+def channel_names(modalities: list[str], context: int) -> list[str]:
+    half = context // 2
+    if context == 1:
+        return list(modalities)
+    return [f"{m}[{o:+d}]" for m in modalities for o in range(-half, half + 1)]
+
+
+def slice_case(
+    stack: np.ndarray,
+    mask: np.ndarray,
+    modalities: list[str],
+    spacing_zhw_mm: tuple[float, float, float] | None,
+    *,
+    selection: str = "lesion",
+    entropy_threshold_bits: float = 2.0,
+    min_foreground_fraction: float = 0.01,
+    foreground: str = "auto",
+    normalisation: str = "zscore",
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    size: tuple[int, int] = (256, 256),
+    fit: str = "pad",
+    context: int = 1,
+    context_padding: str = "edge",
+) -> CaseSlices:
+    """Normalise per volume, select slices, stack 2.5D context, resize.
+
+    The foreground (for z-score statistics and ``brain`` selection) and the
+    entropy are computed on the first modality's raw intensities.
+    """
+    if stack.ndim != 4 or mask.shape != stack.shape[:3]:
+        raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
+    z, h, w, m = stack.shape
+    fg = foreground_mask(stack[..., 0], foreground)
+    entropy = slice_entropy_bits(stack[..., 0])
+    norms = [fit_normalisation(stack[..., i], fg, normalisation, percentiles) for i in range(m)]
+    keep = select_slices(mask, fg, entropy, selection, entropy_threshold_bits, min_foreground_fraction)
+    spacing_hw = tuple(spacing_zhw_mm[1:]) if spacing_zhw_mm is not None else None
+    geom = plan_geometry((h, w), size, fit, spacing_hw)
+
+    n, c = len(keep), m * context
+    images = np.empty((n, *geom.size, c), dtype=np.float32)
+    masks = np.empty((n, *geom.size, 1), dtype=np.uint8)
+    normalised = [norm.apply(stack[..., i]) for i, norm in enumerate(norms)]
+    for row, k in enumerate(keep):
+        planes = []
+        for vol in normalised:
+            for j in context_indices(int(k), z, context, context_padding):
+                planes.append(vol[j] if j >= 0 else np.zeros((h, w), np.float32))
+        images[row] = to_model(np.stack(planes, axis=-1), geom, "image")
+        masks[row] = to_model(mask[k].astype(np.uint8)[..., None], geom, "mask")
+    return CaseSlices(
+        images=images,
+        masks=masks,
+        slice_indices=keep.astype(np.int64),
+        lesion_pixels=masks.reshape(n, -1).sum(axis=1).astype(np.int64),
+        lesion_pixels_native=mask[keep].reshape(n, -1).sum(axis=1).astype(np.int64),
+        entropy_bits=entropy[keep],
+        foreground_fraction=fg[keep].reshape(n, -1).mean(axis=1) if n else np.zeros(0),
+        geometry=geom,
+        normalisations=norms,
+        channels=channel_names(modalities, context),
+        n_slices_total=z,
+    )

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny NIfTI patients written on the fly, and the real samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LJUBLJANA = SHARED_DATA / "ms_ljubljana_patient07"
+LGG = SHARED_DATA / "lgg_kaggle_3m"
+
+LPS_AFFINE = np.array([[-1.2, 0, 0, 30.0], [0, -1.1, 0, 25.0], [0, 0, 4.0, -20.0], [0, 0, 0, 1]])
+
+
+def requires(path: Path):
+    """Skip a test when a real sample is absent (a clone without ../shared)."""
+    return pytest.mark.skipif(not path.exists(), reason=f"real sample {path} not present (../shared/data absent)")
+
+
+def phantom(shape=(40, 48, 10), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright-lesion ellipsoid 'head' on a noisy background; lesions on a few slices."""
+    rng = np.random.default_rng(seed)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
+    head = (x / 0.8) ** 2 + (y / 0.85) ** 2 + (z / 1.3) ** 2 < 1
+    image = np.where(head, 100.0, 0.0) + rng.normal(0, 3, shape)
+    mask = np.zeros(shape, np.uint8)
+    mask[18:23, 20:26, 3:6] = 1
+    mask[10:12, 30:33, 6] = 1
+    image[mask > 0] = 180.0
+    return image.astype(np.float32), mask
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = LPS_AFFINE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def write_muslim_patient(root: Path, pid: str, seed: int = 0, shape=(40, 48, 10), modalities=("Flair", "T1", "T2")):
+    """Write Patient-<pid>/<pid>-<Mod>.nii.gz and <pid>-LesionSeg-<Mod>.nii.gz."""
+    image, mask = phantom(shape, seed)
+    folder = root / f"Patient-{pid}"
+    for i, mod in enumerate(modalities):
+        write_nifti(folder / f"{pid}-{mod}.nii.gz", image * (1 + 0.1 * i))
+        write_nifti(folder / f"{pid}-LesionSeg-{mod}.nii.gz", mask)
+    return folder
+
+
+@pytest.fixture
+def muslim_cohort(tmp_path) -> Path:
+    root = tmp_path / "raw"
+    for i in range(1, 4):
+        write_muslim_patient(root, str(i), seed=i)
+    return root
