@@ -13,10 +13,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import SliceGeometry, plan_geometry, to_model
+from .geometry import SliceGeometry, plan_geometry, to_model, to_native
 from .intensity import Normalisation, fit_normalisation, foreground_mask, slice_entropy_bits
 
-__all__ = ["SELECTIONS", "CaseSlices", "select_slices", "context_indices", "slice_case", "channel_names"]
+__all__ = [
+    "SELECTIONS",
+    "CaseSlices",
+    "select_slices",
+    "context_indices",
+    "slice_case",
+    "channel_names",
+    "to_native_volume",
+]
 
 SELECTIONS = ("lesion", "brain", "entropy", "all")
 
@@ -142,12 +150,43 @@ def slice_case(
         images=images,
         masks=masks,
         slice_indices=keep.astype(np.int64),
-        lesion_pixels=masks.reshape(n, -1).sum(axis=1).astype(np.int64),
-        lesion_pixels_native=mask[keep].reshape(n, -1).sum(axis=1).astype(np.int64),
+        lesion_pixels=masks.sum(axis=(1, 2, 3), dtype=np.int64),
+        lesion_pixels_native=mask[keep].sum(axis=(1, 2), dtype=np.int64),
         entropy_bits=entropy[keep],
-        foreground_fraction=fg[keep].reshape(n, -1).mean(axis=1) if n else np.zeros(0),
+        foreground_fraction=fg[keep].mean(axis=(1, 2)) if n else np.zeros(0),
         geometry=geom,
         normalisations=norms,
         channels=channel_names(modalities, context),
         n_slices_total=z,
     )
+
+
+def to_native_volume(slices: np.ndarray, meta: dict, kind: str = "probability") -> np.ndarray:
+    """Model-grid slices of one case -> a volume on the source file's voxel grid.
+
+    The exact inverse of the preparation: each slice is resized back to its
+    native in-plane grid (:func:`mslesion.geometry.to_native`), put at its axial
+    index (slices that were not selected stay 0), and the canonical stack is
+    reoriented to the file's voxel order, so it can be saved with the source
+    affine. TIFF cases (no affine) come back as the ``(Z, H, W)`` stack.
+
+    Args:
+        slices: ``(N, S, S)`` or ``(N, S, S, 1)``, rows as in the case's meta.
+        meta: the case's ``meta.json`` content.
+        kind: ``probability`` (bilinear) or ``mask`` (nearest neighbour).
+    """
+    from .volumes import from_axial_stack
+
+    slices = np.asarray(slices)
+    if slices.ndim == 4:
+        slices = slices[..., 0]
+    indices = list(meta["slice_indices"])
+    if len(slices) != len(indices):
+        raise ValueError(f"got {len(slices)} slices but the case has {len(indices)}")
+    geom = SliceGeometry.from_dict(meta["geometry"])
+    dtype = np.float32 if kind == "probability" else np.uint8
+    stack = np.zeros(tuple(meta["stack_shape_zhw"]), dtype=dtype)
+    for row, k in enumerate(indices):
+        stack[k] = to_native(slices[row], geom, kind)
+    affine = meta["source"].get("affine")
+    return stack if affine is None else from_axial_stack(stack, np.asarray(affine))

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from mslesion.slicing import context_indices, select_slices, slice_case
+
+
+def test_context_indices_edge_and_zero_padding():
+    assert context_indices(0, 5, 3) == [0, 0, 1]
+    assert context_indices(4, 5, 5) == [2, 3, 4, 4, 4]
+    assert context_indices(0, 5, 3, "zero") == [-1, 0, 1]
+    assert context_indices(2, 5, 1) == [2]
+    with pytest.raises(ValueError, match="odd"):
+        context_indices(0, 5, 2)
+
+
+def test_selection_modes():
+    mask = np.zeros((4, 8, 8), bool)
+    mask[1, 2, 2] = True
+    fg = np.zeros_like(mask)
+    fg[1:3, :4] = True
+    entropy = np.array([0.5, 2.5, 3.0, 1.0])
+    assert select_slices(mask, fg, entropy, "lesion").tolist() == [1]
+    assert select_slices(mask, fg, entropy, "brain", min_foreground_fraction=0.4).tolist() == [1, 2]
+    assert select_slices(mask, fg, entropy, "entropy", entropy_threshold_bits=2.0).tolist() == [1, 2]
+    assert select_slices(mask, fg, entropy, "all").tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="unknown slice selection"):
+        select_slices(mask, fg, entropy, "most")
+
+
+def test_slice_case_stacks_neighbours_and_modalities_as_channels():
+    z, h, w = 5, 16, 16
+    ramp = np.arange(z, dtype=np.float32)[:, None, None] * np.ones((z, h, w), np.float32)
+    stack = np.stack([ramp, 10 * ramp], axis=-1)  # two modalities
+    mask = np.zeros((z, h, w), bool)
+    mask[[0, 3], 5:9, 5:9] = True
+    out = slice_case(stack, mask, ["flair", "t1"], (3.0, 1.0, 1.0), normalisation="none", size=(16, 16),
+                     context=3, foreground="nonzero")  # fmt: skip
+    assert out.slice_indices.tolist() == [0, 3]
+    assert out.images.shape == (2, 16, 16, 6) and out.masks.shape == (2, 16, 16, 1)
+    assert out.channels == ["flair[-1]", "flair[+0]", "flair[+1]", "t1[-1]", "t1[+0]", "t1[+1]"]
+    # slice 0: neighbours (0, 0, 1) by edge padding; slice 3: (2, 3, 4)
+    np.testing.assert_array_equal(out.images[0, 0, 0], [0, 0, 1, 0, 0, 10])
+    np.testing.assert_array_equal(out.images[1, 0, 0], [2, 3, 4, 20, 30, 40])
+    assert out.lesion_pixels.tolist() == out.lesion_pixels_native.tolist() == [16, 16]
+
+
+def test_slice_case_resizes_and_records_geometry():
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 40, 30, 1)).astype(np.float32) + 1
+    mask = np.zeros((3, 40, 30), bool)
+    mask[1, 10:20, 10:20] = True
+    out = slice_case(stack, mask, ["flair"], (5.0, 1.0, 1.0), size=(64, 64), selection="all")
+    assert out.images.shape == (3, 64, 64, 1) and out.images.dtype == np.float32
+    assert out.masks.dtype == np.uint8 and set(np.unique(out.masks)) == {0, 1}
+    assert out.geometry.native_hw == (40, 30) and out.geometry.pad == (0, 0, 5, 5)
+    assert out.normalisations[0].method == "zscore"
+    assert out.images.mean() == pytest.approx(0, abs=0.05)
