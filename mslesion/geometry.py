@@ -103,12 +103,16 @@ def to_model(image: np.ndarray, geom: SliceGeometry, kind: str = "image") -> np.
     if image.shape[:2] != geom.native_hw:
         raise ValueError(f"slice shape {image.shape[:2]} does not match planned native shape {geom.native_hw}")
     t, b, l, r = geom.pad
+    if kind == "mask" and geom.pad == (0, 0, 0, 0) and geom.native_hw == geom.size:
+        return image.copy()
     if kind == "mask":
         arr = np.pad(image.astype(np.uint8), ((t, b), (l, r)) + ((0, 0),) * (image.ndim - 2))
         out = _resize(arr, geom.size, cv2.INTER_NEAREST_EXACT)
         return out.astype(bool) if image.dtype == bool else out.astype(image.dtype)
     if kind != "image":
         raise ValueError(f"kind must be 'image' or 'mask', not {kind!r}")
+    if geom.pad == (0, 0, 0, 0) and geom.native_hw == geom.size:
+        return image.astype(np.float32, copy=False)
     arr = np.pad(image.astype(np.float32), ((t, b), (l, r)) + ((0, 0),) * (image.ndim - 2), mode="edge")
     shrinking = geom.size[0] * geom.size[1] < arr.shape[0] * arr.shape[1]
     return _resize(arr, geom.size, cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

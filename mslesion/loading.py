@@ -78,7 +78,9 @@ def load_case(
         check_same_grid(ref, other, what="modality image (modalities must share a grid; register them first)")
     mask_vol = load_mask(mask_path, allow_empty=allow_empty_mask)
     check_same_grid(ref, mask_vol, what="mask")
-    stack = np.stack([to_axial_stack(v.data, v.affine) for v in vols], axis=-1)
+    planes = [to_axial_stack(v.data, v.affine) for v in vols]
+    # One contiguous copy: every later reduction over the volume is then fast.
+    stack = np.ascontiguousarray(planes[0][..., None]) if len(planes) == 1 else np.stack(planes, axis=-1)
     return LoadedCase(
         patient_id=case.patient_id,
         stack=stack,

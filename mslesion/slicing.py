@@ -128,10 +128,17 @@ def slice_case(
     if stack.ndim != 4 or mask.shape != stack.shape[:3]:
         raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
     z, h, w, m = stack.shape
-    fg = foreground_mask(stack[..., 0], foreground)
-    entropy = slice_entropy_bits(stack[..., 0])
+    first = stack[..., 0]
+    # Per-slice statistics cost a pass over the volume. Lesion selection is
+    # known from the mask alone, so then only the kept slices need them (for
+    # the manifest), unless normalisation needs the whole foreground.
+    keep = np.flatnonzero(mask.any(axis=(1, 2))) if selection == "lesion" else None
+    fg = foreground_mask(first, foreground, slices=keep if keep is not None and normalisation == "none" else None)
+    entropy = slice_entropy_bits(first, slices=keep)
     norms = [fit_normalisation(stack[..., i], fg, normalisation, percentiles) for i in range(m)]
-    keep = select_slices(mask, fg, entropy, selection, entropy_threshold_bits, min_foreground_fraction)
+    if keep is None:
+        keep = select_slices(mask, fg, entropy, selection, entropy_threshold_bits, min_foreground_fraction)
+        entropy = entropy[keep]
     spacing_hw = tuple(spacing_zhw_mm[1:]) if spacing_zhw_mm is not None else None
     geom = plan_geometry((h, w), size, fit, spacing_hw)
 
@@ -152,7 +159,7 @@ def slice_case(
         slice_indices=keep.astype(np.int64),
         lesion_pixels=masks.sum(axis=(1, 2, 3), dtype=np.int64),
         lesion_pixels_native=mask[keep].sum(axis=(1, 2), dtype=np.int64),
-        entropy_bits=entropy[keep],
+        entropy_bits=entropy,
         foreground_fraction=fg[keep].mean(axis=(1, 2)) if n else np.zeros(0),
         geometry=geom,
         normalisations=norms,

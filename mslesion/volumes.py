@@ -107,11 +107,11 @@ def load_nifti(path: str | Path) -> Volume:
 def load_image(path: str | Path) -> Volume:
     """Load an image volume as float32 and check every voxel is finite."""
     vol = load_nifti(path)
-    data = vol.data.astype(np.float32, copy=False)
-    bad = ~np.isfinite(data)
-    if bad.any():
-        raise NonFiniteError(vol.path, f"{int(bad.sum())} voxels are NaN or Inf")
-    vol.data = data
+    if vol.data.dtype.kind == "f":  # integer voxels are always finite
+        bad = ~np.isfinite(vol.data)
+        if bad.any():
+            raise NonFiniteError(vol.path, f"{int(bad.sum())} voxels are NaN or Inf")
+    vol.data = vol.data.astype(np.float32, copy=False)
     return vol
 
 
@@ -172,10 +172,13 @@ _RAS = axcodes2ornt(("R", "A", "S"))
 
 
 def to_axial_stack(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """File-order volume -> canonical ``(Z, H, W)`` axial stack (see module doc)."""
+    """File-order volume -> canonical ``(Z, H, W)`` axial stack (see module doc).
+
+    Returns a view of ``data`` where possible (no copy).
+    """
     ornt = ornt_transform(io_orientation(affine), _RAS)
     ras = apply_orientation(data, ornt)
-    return np.ascontiguousarray(ras.transpose(2, 1, 0)[:, ::-1, :])
+    return ras.transpose(2, 1, 0)[:, ::-1, :]
 
 
 def from_axial_stack(stack: np.ndarray, affine: np.ndarray) -> np.ndarray:
