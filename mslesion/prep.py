@@ -148,7 +148,7 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
             "axcodes": loaded.axcodes,
             "shape": loaded.source_shape,
         },
-        "lesion_voxels": int(loaded.mask.sum()),
+        "lesion_voxels": int(np.count_nonzero(loaded.mask)),
     }
 
 
