@@ -1,0 +1,184 @@
+"""Prepared slices -> ``tf.data`` pipelines, one split part at a time.
+
+Slices stay memory-mapped on disk; each epoch the sampler draws row indices
+(shuffled with the run's seed, optionally class-balanced between lesion and
+lesion-free slices), and batches are gathered with NumPy fancy indexing, so
+the Python cost is per batch, not per slice. Augmentation (flip, rotation,
+shift, zoom) runs in TensorFlow on image and mask together, so both get the
+same transform; the mask is re-binarised afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .prep import open_case, read_manifest
+from .splits import load_splits
+
+__all__ = ["SliceSet", "Augmentation", "load_slice_set", "make_dataset", "split_patients_of"]
+
+
+@dataclass
+class SliceSet:
+    """The slices of some patients: per-patient memmaps plus a flat row index.
+
+    Attributes:
+        images, masks: one ``(N_p, H, W, C)`` / ``(N_p, H, W, 1)`` array per patient.
+        index: ``(N, 2)`` int array of (patient number, row).
+        has_lesion: ``(N,)`` bool, from the manifest.
+        patients: patient ids in the order of ``images``.
+    """
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    index: np.ndarray
+    has_lesion: np.ndarray
+    patients: list[str]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def slice_shape(self) -> tuple[int, ...]:
+        return tuple(self.images[0].shape[1:])
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copy the given flat rows into float32 ``(B, H, W, C)`` images and masks."""
+        x = np.empty((len(rows), *self.slice_shape), np.float32)
+        y = np.empty((len(rows), *self.masks[0].shape[1:]), np.float32)
+        pairs = self.index[rows]
+        # group by patient so each memmap is read with one fancy index
+        for p in np.unique(pairs[:, 0]):
+            sel = np.flatnonzero(pairs[:, 0] == p)
+            order = pairs[sel, 1]
+            x[sel] = self.images[p][order]
+            y[sel] = self.masks[p][order]
+        return x, y
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Everything in memory, in index order (for small sets and evaluation)."""
+        return self.gather(np.arange(len(self)))
+
+
+def split_patients_of(dataset_dir: str | Path, part: str, fold: int = 0) -> list[str]:
+    """Patient ids of ``part`` (train/val/test) in fold ``fold`` of ``splits.json``."""
+    splits = load_splits(Path(dataset_dir) / "splits.json")
+    if not 0 <= fold < len(splits["folds"]):
+        raise ValueError(f"fold {fold} does not exist; the dataset has {len(splits['folds'])}")
+    return list(splits["folds"][fold][part])
+
+
+def load_slice_set(dataset_dir: str | Path, patients: list[str], mmap: bool = True) -> SliceSet:
+    """Open the slices of ``patients`` (memory-mapped by default)."""
+    manifest = read_manifest(dataset_dir)
+    images, masks, index, lesion, kept = [], [], [], [], []
+    for pid in patients:
+        rows = manifest[manifest.patient == str(pid)]
+        if rows.empty:
+            continue  # a patient with no selected slice (e.g. no lesion)
+        image, mask, _ = open_case(dataset_dir, str(pid), mmap=mmap)
+        if len(image) != len(rows):
+            raise ValueError(f"{dataset_dir}/{pid}: image.npy has {len(image)} slices, manifest lists {len(rows)}")
+        p = len(images)
+        images.append(image)
+        masks.append(mask)
+        index.append(np.stack([np.full(len(rows), p), rows.row.to_numpy()], axis=1))
+        lesion.append(rows.lesion_pixels.to_numpy() > 0)
+        kept.append(str(pid))
+    if not images:
+        raise ValueError(f"{dataset_dir}: none of the patients {patients} has slices")
+    shapes = {im.shape[1:] for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"{dataset_dir}: patients have different slice shapes {sorted(shapes)}")
+    return SliceSet(images, masks, np.concatenate(index).astype(np.int64), np.concatenate(lesion), kept)
+
+
+@dataclass
+class Augmentation:
+    """Random geometric augmentation applied identically to image and mask (seeds 003, 004).
+
+    Attributes:
+        flip: horizontal flips (left-right).
+        rotation_deg: maximum rotation either way.
+        shift: maximum translation as a fraction of the size.
+        zoom: maximum zoom in/out as a fraction.
+    """
+
+    flip: bool = True
+    rotation_deg: float = 10.0
+    shift: float = 0.05
+    zoom: float = 0.1
+
+    def layers(self, seed: int):
+        import keras
+
+        out = []
+        if self.flip:
+            out.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        if self.rotation_deg:
+            out.append(keras.layers.RandomRotation(self.rotation_deg / 360.0, fill_mode="constant", seed=seed + 1))
+        if self.shift:
+            out.append(keras.layers.RandomTranslation(self.shift, self.shift, fill_mode="constant", seed=seed + 2))
+        if self.zoom:
+            out.append(keras.layers.RandomZoom(self.zoom, fill_mode="constant", seed=seed + 3))
+        return out
+
+
+def _epoch_rows(n: int, has_lesion: np.ndarray, rng: np.random.Generator, shuffle: bool, balance: bool) -> np.ndarray:
+    if balance and has_lesion.any() and (~has_lesion).any():
+        # equal chance for lesion and lesion-free slices; an epoch keeps its length
+        p = np.where(has_lesion, 0.5 / has_lesion.sum(), 0.5 / (~has_lesion).sum())
+        return rng.choice(n, size=n, replace=True, p=p)
+    return rng.permutation(n) if shuffle else np.arange(n)
+
+
+def make_dataset(
+    slices: SliceSet,
+    batch_size: int = 8,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    balance: bool = False,
+    augment: Augmentation | None = None,
+    drop_remainder: bool = False,
+):
+    """A ``tf.data.Dataset`` of ``(images, masks)`` float32 batches for one pass (an epoch).
+
+    Iterating it again starts a new epoch with a new, seeded order: the order
+    of epoch e is fixed by ``(seed, e)``, so resumed runs see the same data.
+
+    Args:
+        slices: from :func:`load_slice_set`.
+        balance: sample lesion and lesion-free slices equally often (with replacement).
+        augment: paired geometric augmentation, or None.
+    """
+    import tensorflow as tf
+
+    n = len(slices)
+    h, w, c = slices.slice_shape
+    epoch = {"count": 0}
+
+    def batches():
+        rng = np.random.default_rng([seed, epoch["count"]])
+        epoch["count"] += 1
+        rows = _epoch_rows(n, slices.has_lesion, rng, shuffle, balance)
+        stop = n - n % batch_size if drop_remainder else n
+        for start in range(0, stop, batch_size):
+            yield slices.gather(rows[start : start + batch_size])
+
+    spec = (tf.TensorSpec((None, h, w, c), tf.float32), tf.TensorSpec((None, h, w, 1), tf.float32))
+    ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    if augment is not None:
+        layers = augment.layers(seed)
+
+        def apply(x, y):
+            both = tf.concat([x, y], axis=-1)
+            for layer in layers:
+                both = layer(both, training=True)
+            return both[..., :c], tf.cast(both[..., c:] > 0.5, tf.float32)
+
+        ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
