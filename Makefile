@@ -32,6 +32,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prep.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(DATA)/slices/synthetic $(DATA)/raw/synthetic .pytest_cache

@@ -123,6 +123,121 @@ def add_split(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def _json_pairs(items: list[str] | None, flag: str) -> dict:
+    """``key=value`` pairs whose values are JSON (``filter_num=[16,32,64]``), else plain strings."""
+    import json
+
+    out = {}
+    for key, value in (_pairs(items, flag) or {}).items():
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _config_from(a, cls, mapping: dict) -> object:
+    """A config dataclass from ``--config file.json`` overridden by the flags given."""
+    import json
+
+    base = json.loads(Path(a.config).read_text()) if a.config else {}
+    base.update({k: v for k, v in mapping.items() if v is not None})
+    return cls.from_dict(base)
+
+
+def _add_run_options(p) -> None:
+    p.add_argument("dataset", nargs="?", help="prepared slice dataset folder (from mslesion prep)")
+    p.add_argument("--config", help="JSON file of options; flags override it")
+    p.add_argument("--model", help="registry name, see `mslesion models`")
+    p.add_argument("--model-param", action="append", metavar="KEY=JSON", help="e.g. backbone=vgg16, filter_num=[16,32,64]")
+    p.add_argument("--loss", help="bce, dice, bce_dice, tversky, focal_tversky")
+    p.add_argument("--loss-param", action="append", metavar="KEY=JSON")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--fold", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--runs-root")
+    p.add_argument("--tag")
+    p.add_argument("--run-dir")
+
+
+def _common(a) -> dict:
+    return {
+        "dataset": a.dataset, "model": a.model, "model_params": _json_pairs(a.model_param, "--model-param") or None,
+        "loss": a.loss, "loss_params": _json_pairs(a.loss_param, "--loss-param") or None, "epochs": a.epochs,
+        "batch_size": a.batch_size, "fold": a.fold, "seed": a.seed, "runs_root": a.runs_root, "tag": a.tag,
+        "run_dir": a.run_dir,
+    }  # fmt: skip
+
+
+def add_train(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a registry model on a prepared dataset; writes a run folder")
+    _add_run_options(p)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--augment", action="store_true", default=None)
+    p.add_argument("--balance", action="store_true", default=None, help="class-balanced slice sampling")
+    p.add_argument("--reduce-lr-patience", type=int)
+    p.add_argument("--early-stopping-patience", type=int)
+    p.add_argument("--strategy", choices=("auto", "tpu", "mirrored", "default"))
+    p.add_argument("--mixed-precision", action="store_true", default=None)
+
+    def run(a):
+        from .training import TrainConfig, train
+
+        config = _config_from(a, TrainConfig, {
+            **_common(a), "learning_rate": a.learning_rate, "augment": a.augment, "balance": a.balance,
+            "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
+            "strategy": a.strategy, "mixed_precision": a.mixed_precision,
+        })  # fmt: skip
+        print(f"run folder: {train(config)}")
+
+    p.set_defaults(run=run)
+
+
+def add_tune(subparsers) -> None:
+    from .tuning import TUNERS
+
+    p = subparsers.add_parser("tune", help="keras-tuner learning-rate search; writes tuning.csv")
+    _add_run_options(p)
+    p.add_argument("--tuner", choices=TUNERS)
+    p.add_argument("--learning-rates", type=float, nargs="+", help="fixed values (default 1e-1 1e-2 1e-3 1e-4)")
+    p.add_argument("--log-uniform", type=float, nargs=2, metavar=("LOW", "HIGH"))
+    p.add_argument("--max-trials", type=int)
+
+    def run(a):
+        from .tuning import TuneConfig, tune
+
+        config = _config_from(a, TuneConfig, {
+            **_common(a), "tuner": a.tuner, "learning_rates": a.learning_rates,
+            "log_uniform": tuple(a.log_uniform) if a.log_uniform else None, "max_trials": a.max_trials,
+        })  # fmt: skip
+        run_dir = tune(config)
+        print((run_dir / "tuning.csv").read_text())
+        print(f"run folder: {run_dir}")
+
+    p.set_defaults(run=run)
+
+
+def add_models(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list the model registry (names, defaults, availability)")
+    p.add_argument("--counts", action="store_true", help="also build each at 256x256x3 and print parameter counts")
+
+    def run(a):
+        from .models import build_model, count_params, list_models
+
+        for info in list_models():
+            line = f"{info['name']:<16} {info.get('description', '')}"
+            if not info.get("available", True):
+                line += f"  [unavailable: {info.get('reason')}]"
+            print(line)
+            print(f"{'':<16} defaults: {info.get('defaults', {})}")
+            if a.counts and info.get("available", True):
+                c = count_params(build_model(info["name"], input_shape=(256, 256, 3)))
+                print(f"{'':<16} params: {c['total']:,} ({c['trainable']:,} trainable)")
+
+    p.set_defaults(run=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mslesion`` console command."""
     from .errors import MslesionError
@@ -130,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mslesion", description="MS lesion segmentation toolkit")
     parser.add_argument("--version", action="version", version=f"mslesion {__version__}")
     subparsers = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_synth, add_prep, add_split):
+    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune):
         add(subparsers)
     args = parser.parse_args(argv)
     try:

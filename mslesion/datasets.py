@@ -170,7 +170,9 @@ def make_dataset(
             yield slices.gather(rows[start : start + batch_size])
 
     spec = (tf.TensorSpec((None, h, w, c), tf.float32), tf.TensorSpec((None, h, w, 1), tf.float32))
+    n_batches = n // batch_size if drop_remainder else -(-n // batch_size)
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras know the epoch length
     if augment is not None:
         layers = augment.layers(seed)
 

@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Training throughput of registry models vs. what the input pipeline alone delivers.
+
+On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
+(2.5D), it measures in one run:
+
+* the input pipeline alone (``mslesion.datasets.make_dataset``, batch 8,
+  shuffled, with and without paired augmentation): images/s;
+* for each model: training images/s (``train_on_batch`` on batches of 8,
+  after warm-up steps, median over steps).
+
+and prints the ratio pipeline / fastest model (target: >= 5x, i.e. the
+pipeline never starves the model). Run: ``python benchmarks/bench_train.py
+[--models sm.unet:mobilenetv2 kuc.unet:VGG16 ...] [--steps 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODELS = ["sm.unet:mobilenetv2", "sm.unet:vgg16", "kuc.unet:VGG16"]
+
+
+def pipeline_rate(slices, batch: int, augment: bool, batches: int) -> float:
+    from mslesion.datasets import Augmentation, make_dataset
+
+    ds = make_dataset(slices, batch, seed=0, augment=Augmentation() if augment else None).repeat()
+    it = iter(ds)
+    for _ in range(3):  # warm-up: tracing, first reads
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        x, _ = next(it)
+    _ = x.numpy()
+    return batches * batch / (time.perf_counter() - t0)
+
+
+def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int) -> tuple[float, int]:
+    import keras
+
+    from mslesion.models import build_model, count_params
+
+    name, _, backbone = spec.partition(":")
+    params = {}
+    if backbone:
+        params["backbone"] = backbone
+        if name.startswith("kuc."):
+            params["encoder"] = "frozen"  # seed 000 table 6.1: frozen VGG16 encoder
+    model = build_model(name, input_shape=x.shape[1:], **params)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - t0)
+    n_params = count_params(model)["total"]
+    keras.backend.clear_session()
+    return len(x) / statistics.median(times), n_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="registry name[:backbone]")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--pipeline-batches", type=int, default=50)
+    a = p.parse_args(argv)
+
+    from mslesion.datasets import load_slice_set
+    from mslesion.prep import PrepConfig, prepare_dataset, read_manifest
+    from mslesion.synthetic import generate_cohort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, out = Path(tmp) / "raw", Path(tmp) / "slices"
+        generate_cohort(raw, 10, seed=0)
+        prepare_dataset(raw, out, PrepConfig(size=(a.size, a.size), context=3, selection="brain"), progress=False)
+        slices = load_slice_set(out, sorted(set(read_manifest(out).patient)))
+        print(f"data: {len(slices)} slices of {slices.slice_shape}, batch {a.batch}")
+        plain = pipeline_rate(slices, a.batch, False, a.pipeline_batches)
+        augmented = pipeline_rate(slices, a.batch, True, a.pipeline_batches)
+        print(f"input pipeline alone: {plain:8.1f} img/s plain, {augmented:8.1f} img/s with augmentation")
+        x, y = slices.gather(np.arange(a.batch))
+        rates = {}
+        for spec in a.models:
+            rate, n_params = model_rate(spec, x, y, a.warmup, a.steps)
+            rates[spec] = rate
+            print(f"train {spec:<24} {rate:8.2f} img/s  ({n_params:,} params, median of {a.steps} steps)")
+    fastest = max(rates.values())
+    print(f"pipeline / fastest model: {plain / fastest:.1f}x plain, {augmented / fastest:.1f}x augmented (target >= 5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Model registry: a dict, a decorator, one builder.
+
+Keys are ``<source>.<arch>`` (``sm.unet``, ``kuc.att_unet``). Every builder
+takes ``(input_shape, num_classes=1, ...)`` and returns an uncompiled
+``keras.Model`` mapping ``(B, H, W, C)`` to sigmoid probabilities
+``(B, H, W, num_classes)``. Zoo libraries are imported inside the builders,
+so importing this module is cheap and never needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+
+__all__ = ["ModelSpec", "MODELS", "register", "build_model", "list_models", "count_params"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry.
+
+    Attributes:
+        name: registry key ``<source>.<arch>``.
+        builder: ``builder(input_shape, num_classes=1, **params) -> keras.Model``.
+        source: ``"sm"`` (segmentation_models), ``"kuc"`` (keras-unet-collection), ...
+        description: one line for listings.
+        requires: importable modules the builder needs.
+        defaults: the builder's keyword defaults (for listings).
+        check: optional ``check() -> reason | None``, a further availability test.
+    """
+
+    name: str
+    builder: Callable[..., keras.Model]
+    source: str
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    defaults: dict = field(default_factory=dict)
+    check: Callable[[], str | None] | None = None
+
+    def availability(self) -> tuple[bool, str | None]:
+        """``(True, None)`` when every required module imports, else ``(False, reason)``."""
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return False, f"missing package(s): {', '.join(missing)}"
+        reason = self.check() if self.check is not None else None
+        return (reason is None), reason
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def _defaults(builder: Callable) -> dict:
+    params = inspect.signature(builder).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def register(name: str, **info) -> Callable:
+    """Decorator adding a builder to :data:`MODELS` under ``name``.
+
+    Args:
+        name: ``<source>.<arch>``; the source defaults to the part before the dot.
+        **info: ``description=``, ``requires=`` (module names), ``source=``,
+            ``check=`` (a callable returning why the model is unavailable, or None).
+
+    Raises:
+        KeyError: ``name`` is already registered.
+    """
+
+    def add(builder: Callable) -> Callable:
+        if name in MODELS:
+            raise KeyError(f"model {name!r} is already registered")
+        source = info.get("source", name.split(".", 1)[0])
+        MODELS[name] = ModelSpec(
+            name=name,
+            builder=builder,
+            source=source,
+            description=info.get("description", _first_line(builder.__doc__)),
+            requires=tuple(info.get("requires", ())),
+            defaults=_defaults(builder),
+            check=info.get("check"),
+        )
+        return builder
+
+    return add
+
+
+def build_model(name: str, **params) -> keras.Model:
+    """Build registry model ``name`` (uncompiled, sigmoid output).
+
+    Args:
+        name: a key of :data:`MODELS`, e.g. ``"kuc.unet"``.
+        **params: builder parameters; ``input_shape=(H, W, C)`` is required,
+            ``num_classes`` defaults to 1. See each builder's docstring.
+
+    Raises:
+        KeyError: unknown ``name`` (the message lists the known names).
+    """
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name].builder(**params)
+
+
+def list_models() -> list[dict]:
+    """One dict per registry entry: name, source, description, defaults, available, reason."""
+    rows = []
+    for name in sorted(MODELS):
+        spec = MODELS[name]
+        available, reason = spec.availability()
+        rows.append(
+            {
+                "name": name,
+                "source": spec.source,
+                "description": spec.description,
+                "defaults": dict(spec.defaults),
+                "available": available,
+                "reason": reason,
+            }
+        )
+    return rows
+
+
+def count_params(model: keras.Model) -> dict[str, int]:
+    """Parameter counts as Keras' ``summary()`` prints them.
+
+    Returns:
+        ``{"trainable": ..., "non_trainable": ..., "total": ...}`` (ints).
+    """
+    trainable = sum(_size(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(_size(w.shape) for w in model.non_trainable_weights)
+    return {"trainable": trainable, "non_trainable": non_trainable, "total": trainable + non_trainable}
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

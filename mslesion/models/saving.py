@@ -1,0 +1,99 @@
+"""Load any registry model saved as ``.keras`` (``model.save("model.keras")``).
+
+Most registry models use standard Keras layers only and load with plain
+``keras.models.load_model``. Some segmentation_models backbones need help,
+which :func:`load_model` supplies after peeking at the saved config:
+
+- SE and grouped-conv backbones (``seresnet*``, ``seresnext*``, ``senet154``,
+  ``resnext*``) hold ``Lambda`` layers calling the module-level functions
+  ``expand_dims`` / ``slice_tensor`` of ``classification_models``; Keras saves
+  them by bare name, so they are passed as ``custom_objects``.
+- EfficientNets hold ``FixedDropout`` layers, registered by importing
+  ``efficientnet.tfkeras``.
+- ``inceptionresnetv2`` holds a Python ``lambda``; Keras only loads that with
+  ``safe_mode=False`` (it runs code stored in the file: only for files you trust).
+
+Compiled models using mslesion's losses and metrics load too (their modules
+are imported so the serialisable classes are registered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import zipfile
+from pathlib import Path
+
+import keras
+
+from mslesion.models.errors import ModelError
+
+__all__ = ["load_model", "zoo_custom_objects"]
+
+
+def _saved_config_text(path: Path) -> str:
+    """The ``config.json`` of a ``.keras`` zip as text; ``""`` for other formats."""
+    if not zipfile.is_zipfile(path):
+        return ""
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            return ""
+        return archive.read("config.json").decode("utf8")
+
+
+def zoo_custom_objects(config_text: str = "") -> dict:
+    """Custom objects the zoo models' configs refer to (importing only the libraries needed).
+
+    Args:
+        config_text: a saved model config (JSON text); ``""`` gives every
+            object whose library is installed.
+    """
+    objects = {}
+    everything = not config_text
+    if everything or '"expand_dims"' in config_text or '"slice_tensor"' in config_text:
+        with contextlib.suppress(ImportError):
+            from classification_models.models import _common_blocks
+
+            objects.update(expand_dims=_common_blocks.expand_dims, slice_tensor=_common_blocks.slice_tensor)
+    if everything or "FixedDropout" in config_text:
+        with contextlib.suppress(ImportError), contextlib.redirect_stdout(io.StringIO()):
+            importlib.import_module("efficientnet.tfkeras")  # registers FixedDropout and swish globally
+    return objects
+
+
+def _has_python_lambda(config_text: str) -> bool:
+    return '"__lambda__"' in config_text
+
+
+def load_model(path, *, compile: bool = True, safe_mode: bool = True, custom_objects: dict | None = None,
+               **kwargs) -> keras.Model:
+    """Load a ``.keras`` file holding any registry model (compiled or not).
+
+    Args:
+        path: the ``.keras`` file.
+        compile: restore the optimizer, loss and metrics when saved compiled.
+        safe_mode: keep ``True`` unless the file holds a Python lambda
+            (``sm`` with ``inceptionresnetv2``) and you trust it.
+        custom_objects: extra objects, merged over those found automatically.
+        **kwargs: passed to ``keras.models.load_model``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ModelError: the model holds a Python lambda and ``safe_mode`` is True.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model at {path}")
+    for module in ("mslesion.losses", "mslesion.keras_metrics"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    config_text = _saved_config_text(path)
+    if safe_mode and _has_python_lambda(config_text):
+        raise ModelError(
+            f"{path}: the model holds a Python lambda layer (segmentation_models inceptionresnetv2); "
+            "Keras loads it only with load_model(path, safe_mode=False), which runs code from the file: "
+            "do so only for files you trust"
+        )
+    objects = {**zoo_custom_objects(config_text), **(custom_objects or {})}
+    return keras.models.load_model(path, custom_objects=objects, compile=compile, safe_mode=safe_mode, **kwargs)

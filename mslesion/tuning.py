@@ -1,0 +1,160 @@
+"""Learning-rate search with keras-tuner (``mslesion tune``), seed 000 section 5.2.2.
+
+The search space is the learning rate only: a choice among fixed values
+(seed 000: 1e-1, 1e-2, 1e-3, 1e-4) or a log-uniform range. The objective is
+validation Dice (pooled, thresholded; see :mod:`mslesion.keras_metrics`).
+Results land in ``<run>/tuning.csv`` (trial, learning_rate, best_val_dice,
+best_epoch, epochs) next to ``config.json``; keras-tuner's own state is in
+``<run>/tuner/``, so an interrupted search resumes.
+
+Several machines: keras-tuner's distributed mode needs no code change here.
+Start the same ``mslesion tune`` command on every machine with
+``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` pointing at the chief and
+``KERASTUNER_TUNER_ID`` set to ``chief`` on one machine and ``tuner0``,
+``tuner1``... on the workers (all sharing the run folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .datasets import load_slice_set, make_dataset
+from .fileio import save_json, save_text
+
+__all__ = ["TuneConfig", "tune", "TUNERS"]
+
+TUNERS = ("grid", "random", "bayesian", "hyperband")
+
+
+@dataclass
+class TuneConfig:
+    """A learning-rate search; saved as ``config.json`` in the run folder."""
+
+    dataset: str
+    model: str = "kuc.unet"
+    model_params: dict = field(default_factory=dict)
+    loss: str = "bce"
+    loss_params: dict = field(default_factory=dict)
+    tuner: str = "grid"
+    learning_rates: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
+    log_uniform: tuple[float, float] | None = None  # e.g. (1e-5, 1e-1) instead of the fixed values
+    max_trials: int = 4
+    epochs: int = 10
+    batch_size: int = 8
+    fold: int = 0
+    seed: int = 0
+    val_fraction: float = 0.1
+    runs_root: str = "runs"
+    tag: str = "lr_search"
+    run_dir: str | None = None
+    overwrite: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TuneConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown tuning options {sorted(unknown)}")
+        return cls(**d)
+
+
+def _run_dir(config: TuneConfig) -> Path:
+    if config.run_dir:
+        return Path(config.run_dir)
+    return Path(config.runs_root) / Path(config.dataset).name / f"{config.model}__{config.loss}__{config.tag}" / (
+        f"fold_{config.fold}"
+    )
+
+
+def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
+    """Run the search; returns the run folder holding ``tuning.csv``."""
+    import keras
+    import keras_tuner as kt
+
+    from . import keras_metrics, losses, runtime
+    from .models import build_model
+    from .training import TrainConfig, _parts
+
+    if isinstance(config, dict):
+        config = TuneConfig.from_dict(config)
+    if config.tuner not in TUNERS:
+        raise ValueError(f"unknown tuner {config.tuner!r}; known: {TUNERS}")
+    if config.tuner == "grid" and config.log_uniform:
+        raise ValueError("a grid search needs fixed learning_rates, not a log-uniform range")
+    run = _run_dir(config)
+    run.mkdir(parents=True, exist_ok=True)
+    runtime.set_seed(config.seed)
+    split = TrainConfig(dataset=config.dataset, fold=config.fold, seed=config.seed, val_fraction=config.val_fraction)
+    train_ids, val_ids, carved = _parts(split)
+    train_set, val_set = load_slice_set(config.dataset, train_ids), load_slice_set(config.dataset, val_ids)
+
+    def build(hp):
+        if config.log_uniform:
+            lo, hi = config.log_uniform
+            lr = hp.Float("learning_rate", lo, hi, sampling="log")
+        else:
+            lr = hp.Choice("learning_rate", [float(v) for v in config.learning_rates])
+        model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses.get_loss(config.loss, **config.loss_params),
+                      metrics=keras_metrics.default_metrics())  # fmt: skip
+        return model
+
+    histories_path = run / "trial_histories.json"
+    histories: dict = json.loads(histories_path.read_text()) if histories_path.is_file() and not config.overwrite else {}
+
+    def recording(cls):
+        # keras-tuner keeps only each trial's best value; keep the per-epoch curves too
+        class Recording(cls):
+            def run_trial(self, trial, *args, **kwargs):
+                result = super().run_trial(trial, *args, **kwargs)
+                runs = result if isinstance(result, list) else [result]
+                curves = [h.history.get("val_dice", []) for h in runs if hasattr(h, "history")]
+                histories[trial.trial_id] = [float(v) for v in max(curves, key=max, default=[])]
+                save_json(histories_path, histories)
+                return result
+
+        return Recording
+
+    objective = kt.Objective("val_dice", direction="max")
+    common = {"objective": objective, "directory": str(run), "project_name": "tuner", "seed": config.seed,
+              "overwrite": config.overwrite}  # fmt: skip
+    if config.tuner == "hyperband":
+        tuner = recording(kt.Hyperband)(build, max_epochs=config.epochs, **common)
+    else:
+        cls = {"grid": kt.GridSearch, "random": kt.RandomSearch, "bayesian": kt.BayesianOptimization}[config.tuner]
+        tuner = recording(cls)(build, max_trials=config.max_trials, **common)
+    save_json(run / "config.json", {**asdict(config), "train_patients": train_ids, "val_patients": val_ids,
+                                    "val_carved_from_train": carved})  # fmt: skip
+    tuner.search(
+        make_dataset(train_set, config.batch_size, seed=config.seed),
+        validation_data=make_dataset(val_set, config.batch_size, shuffle=False),
+        epochs=config.epochs,
+        verbose=verbose,
+    )
+    _write_table(run / "tuning.csv", tuner, histories)
+    return run
+
+
+def _write_table(path: Path, tuner, histories: dict) -> None:
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        curve = histories.get(trial.trial_id, [])
+        best = max(curve) if curve else (trial.score if trial.score is not None else float("nan"))
+        rows.append({
+            "trial": trial.trial_id,
+            "learning_rate": trial.hyperparameters.get("learning_rate"),
+            "best_val_dice": best,
+            "best_epoch": curve.index(best) + 1 if curve else "",
+            "epochs": len(curve) if curve else "",
+            "status": trial.status,
+        })  # fmt: skip
+    rows.sort(key=lambda r: -r["best_val_dice"] if r["best_val_dice"] == r["best_val_dice"] else float("inf"))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(path, buf.getvalue())
