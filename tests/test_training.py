@@ -147,3 +147,22 @@ def test_mixed_precision_keeps_a_float32_output(dataset, tmp_path):
     assert json.loads((run / "config.json").read_text())["dtype_policy"] == "mixed_float16"
     model = keras.models.load_model(run / "final.keras")
     assert model.output.dtype == "float32" and np.isfinite(read_history(run).loss[0])
+
+
+@pytest.mark.slow
+def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(dataset, tmp_path):
+    """sm Unet-MobileNetV2 (keras-applications BN momentum 0.999), trained from scratch for a few epochs."""
+    common = {"model": "sm.unet", "model_params": {"backbone": "mobilenetv2"}, "loss": "dice",
+              "learning_rate": 3e-3, "epochs": 12}  # fmt: skip
+    raw = train(config(dataset, tmp_path, **common, bn_horizon=0, tag="uncapped"), verbose=0)
+    capped = train(config(dataset, tmp_path, **common, tag="capped"), verbose=0)
+    raw_eval = json.loads((raw / "final_eval.json").read_text())
+    cap_eval = json.loads((capped / "final_eval.json").read_text())
+    # the failure the runner prevents: good in training mode, nothing in inference mode
+    assert raw_eval["training_mode_val_dice"] > 0.5 and raw_eval["inference_before_recalibration"]["dice"] < 0.1
+    assert read_history(raw).val_dice.max() < 0.1
+    # capped momentum: per-epoch validation is meaningful; recalibration: final close to training mode
+    assert read_history(capped).val_dice.max() > 0.5
+    for ev in (raw_eval, cap_eval):
+        assert abs(ev["inference"]["dice"] - ev["training_mode_val_dice"]) < 0.1
+    assert json.loads((capped / "config.json").read_text())["bn_momentum_capped"]
