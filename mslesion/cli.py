@@ -219,21 +219,34 @@ def add_tune(subparsers) -> None:
 
 
 def add_models(subparsers) -> None:
-    p = subparsers.add_parser("models", help="list the model registry (names, defaults, availability)")
-    p.add_argument("--counts", action="store_true", help="also build each at 256x256x3 and print parameter counts")
+    p = subparsers.add_parser("models", help="list the model registry: names, defaults, parameter counts, backbones")
+    p.add_argument("--no-counts", action="store_true", help="skip building each model at 256x256x3 to count parameters")
 
     def run(a):
+        import keras
+
         from .models import build_model, count_params, list_models
+        from .models.sm import SM_BACKBONES
 
         for info in list_models():
-            line = f"{info['name']:<16} {info.get('description', '')}"
-            if not info.get("available", True):
-                line += f"  [unavailable: {info.get('reason')}]"
+            line = f"{info['name']:<16} {info['description']}"
+            if not info["available"]:
+                line += f"  [unavailable: {info['reason']}]"
             print(line)
-            print(f"{'':<16} defaults: {info.get('defaults', {})}")
-            if a.counts and info.get("available", True):
+            print(f"{'':<16} defaults: {info['defaults']}")
+            if not a.no_counts and info["available"]:
                 c = count_params(build_model(info["name"], input_shape=(256, 256, 3)))
-                print(f"{'':<16} params: {c['total']:,} ({c['trainable']:,} trainable)")
+                print(f"{'':<16} 256x256x3 with defaults: {c['total']:,} params "
+                      f"({c['trainable']:,} trainable, {c['non_trainable']:,} non-trainable)")  # fmt: skip
+                keras.backend.clear_session()
+        print("\nsegmentation_models backbones (sm.unet / sm.fpn / sm.linknet backbone=...):")
+        for name, (status, note) in SM_BACKBONES.items():
+            print(f"  {name:<18} {status:<6} {note}")
+        from .models import REPORT_MODELS
+
+        print("\nseed 000 Table 6.1 models (mslesion.models.build_report_model(key), weights='imagenet' on Kaggle/Colab):")
+        for key, m in REPORT_MODELS.items():
+            print(f"  {key:<26} {m.registry_name:<14} {m.total:>12,} params  {m.display_name}")
 
     p.set_defaults(run=run)
 

@@ -43,3 +43,17 @@ def test_console_command_and_scripts_write_and_prepare_a_cohort(tmp_path):
     proc = run(sys.executable, str(ROOT / "data_prep" / "make_synthetic_cohort.py"), str(tmp_path / "raw2"),
                "--patients", "1", "--shape", "48", "48", "6", "--spacing", "4.8", "4.8", "5")  # fmt: skip
     assert proc.returncode == 0 and (tmp_path / "raw2" / "cohort.json").is_file(), proc.stderr
+
+
+def test_models_command_lists_counts_backbones_and_report_models():
+    from mslesion.cli import main
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["models"]) == 0
+    out = buf.getvalue()
+    assert "kuc.r2_unet" in out and "101,979,265 params" in out
+    assert "densenet121" in out and "fails" in out
+    assert "unet_vgg16_imagenet" in out and "31,172,417" in out
