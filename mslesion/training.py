@@ -52,6 +52,7 @@ class TrainConfig:
     reduce_lr_factor: float = 0.5
     early_stopping_patience: int | None = None
     val_fraction: float = 0.1  # carve validation patients from train when the split has none
+    cache_gb: float = 4.0  # slices smaller than this are read into memory once; larger stay memory-mapped
     strategy: str = "auto"
     mixed_precision: bool = False
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
@@ -94,7 +95,7 @@ def _parts(config: TrainConfig) -> tuple[list[str], list[str], bool]:
 
 
 class EpochTimer:
-    """Adds ``seconds`` and ``img_per_s`` (training images) to each epoch's logs."""
+    """Adds ``seconds``, ``img_per_s`` (training images) and ``learning_rate`` to each epoch's logs."""
 
     def __new__(cls, n_images: int):
         import keras
@@ -108,6 +109,7 @@ class EpochTimer:
                 if logs is not None:
                     logs["seconds"] = seconds
                     logs["img_per_s"] = n_images / seconds if seconds > 0 else float("nan")
+                    logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
         return _Timer()
 
@@ -150,7 +152,9 @@ def train(config: TrainConfig | dict, verbose: int = 2) -> Path:
     strategy = runtime.pick_strategy(config.strategy)
 
     train_ids, val_ids, carved = _parts(config)
-    train_set, val_set = load_slice_set(config.dataset, train_ids), load_slice_set(config.dataset, val_ids)
+    in_memory = _dataset_bytes(config.dataset, train_ids + val_ids) <= config.cache_gb * 2**30
+    train_set = load_slice_set(config.dataset, train_ids, mmap=not in_memory)
+    val_set = load_slice_set(config.dataset, val_ids, mmap=not in_memory)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     augment = Augmentation() if config.augment else None
     train_ds = make_dataset(train_set, global_batch, seed=config.seed, balance=config.balance, augment=augment)
@@ -178,6 +182,7 @@ def train(config: TrainConfig | dict, verbose: int = 2) -> Path:
         "val_carved_from_train": carved,
         "n_train_slices": len(train_set),
         "n_val_slices": len(val_set),
+        "slices_in_memory": in_memory,
         "input_shape": list(train_set.slice_shape),
         "global_batch_size": global_batch,
         "dtype_policy": policy,
@@ -217,6 +222,12 @@ def train(config: TrainConfig | dict, verbose: int = 2) -> Path:
     model.save(run / "final.keras")
     save_json(run / "final_eval.json", final_eval)
     return run
+
+
+def _dataset_bytes(dataset: str, patients: list[str]) -> int:
+    root = Path(dataset)
+    return sum((root / p / name).stat().st_size for p in patients for name in ("image.npy", "mask.npy")
+               if (root / p / name).is_file())  # fmt: skip
 
 
 def _best_checkpoint(run: Path):

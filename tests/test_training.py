@@ -44,7 +44,8 @@ def test_short_fit_learns_and_writes_a_complete_run_folder(dataset, tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert not set(cfg["train_patients"]) & set(cfg["val_patients"])
     assert cfg["params"]["total"] == cfg["params"]["trainable"] + cfg["params"]["non_trainable"] > 0
-    assert {"seconds", "img_per_s", "val_dice", "val_iou", "val_accuracy"} <= set(history.columns)
+    assert {"seconds", "img_per_s", "learning_rate", "val_dice", "val_iou", "val_accuracy"} <= set(history.columns)
+    assert np.allclose(history.learning_rate, 3e-3) and cfg["slices_in_memory"]
     final = json.loads((run / "final_eval.json").read_text())
     # BN health: inference-mode Dice close to training-mode Dice after a short from-scratch fit
     assert abs(final["inference"]["dice"] - final["training_mode_val_dice"]) < 0.1
