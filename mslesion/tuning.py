@@ -134,6 +134,7 @@ def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
         validation_data=make_dataset(val_set, config.batch_size, shuffle=False),
         epochs=config.epochs,
         verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself, seeded per epoch
     )
     _write_table(run / "tuning.csv", tuner, histories)
     return run
