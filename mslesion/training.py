@@ -64,15 +64,19 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "training")
 
 
-def run_dir_for(config: TrainConfig) -> Path:
-    """``<runs>/<dataset>/<model>__<loss>__<tag>/fold_<k>`` unless ``run_dir`` is set."""
+def config_from_dict(cls, d: dict, what: str):
+    """Build the config dataclass ``cls`` from ``d``, refusing unknown keys (typos)."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} options {sorted(unknown)}")
+    return cls(**d)
+
+
+def run_dir_for(config) -> Path:
+    """``<runs>/<dataset>/<model>__<loss>__<tag>/fold_<k>`` unless ``run_dir`` is set (train and tune configs)."""
     if config.run_dir:
         return Path(config.run_dir)
     return Path(config.runs_root) / Path(config.dataset).name / f"{config.model}__{config.loss}__{config.tag}" / (

@@ -19,11 +19,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .datasets import load_slice_set, make_dataset
 from .fileio import save_json, save_text
+from .training import config_from_dict, run_dir_for
 
 __all__ = ["TuneConfig", "tune", "TUNERS"]
 
@@ -55,19 +56,7 @@ class TuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TuneConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown tuning options {sorted(unknown)}")
-        return cls(**d)
-
-
-def _run_dir(config: TuneConfig) -> Path:
-    if config.run_dir:
-        return Path(config.run_dir)
-    return Path(config.runs_root) / Path(config.dataset).name / f"{config.model}__{config.loss}__{config.tag}" / (
-        f"fold_{config.fold}"
-    )
+        return config_from_dict(cls, d, "tuning")
 
 
 def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
@@ -85,7 +74,7 @@ def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
         raise ValueError(f"unknown tuner {config.tuner!r}; known: {TUNERS}")
     if config.tuner == "grid" and config.log_uniform:
         raise ValueError("a grid search needs fixed learning_rates, not a log-uniform range")
-    run = _run_dir(config)
+    run = run_dir_for(config)
     run.mkdir(parents=True, exist_ok=True)
     runtime.set_seed(config.seed)
     split = TrainConfig(dataset=config.dataset, fold=config.fold, seed=config.seed, val_fraction=config.val_fraction)
