@@ -251,6 +251,68 @@ def add_models(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def add_evaluate(subparsers) -> None:
+    from .evaluation import EvalConfig
+    from .inference import CHECKPOINTS
+
+    d = EvalConfig()
+    p = subparsers.add_parser("evaluate", help="score a run per patient on whole volumes (voxel, HD95, lesion-wise)")
+    p.add_argument("run_dir", type=Path, nargs="+", help="run folder(s) from mslesion train")
+    p.add_argument("--part", default=d.part, help="split part of the run's dataset (default test)")
+    p.add_argument("--source", help="a folder of other patients with masks (any layout prep reads) instead")
+    p.add_argument("--layout", default=d.layout, help="layout of --source")
+    p.add_argument("--patients", nargs="+", help="only these patient ids")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=d.checkpoint)
+    p.add_argument("--threshold", type=float, default=d.threshold)
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=d.connectivity)
+    p.add_argument("--detection-fraction", type=float, default=d.detection_fraction,
+                   help="fraction of a lesion that must be predicted to count as found (0: any overlap)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--write-masks", action="store_true", help="save predicted masks (NIfTI with the source affine)")
+    p.add_argument("--out-dir", help="output folder (default <run>/eval_<part>); only with one run")
+
+    def run(a):
+        from .evaluation import evaluate
+
+        if a.out_dir and len(a.run_dir) > 1:
+            raise SystemExit("--out-dir needs a single run folder")
+        for run_dir in a.run_dir:
+            config = EvalConfig(part=a.part, source=a.source, layout=a.layout, patients=a.patients,
+                                checkpoint=a.checkpoint, threshold=a.threshold, connectivity=a.connectivity,
+                                detection_fraction=a.detection_fraction, batch_size=a.batch_size,
+                                write_masks=a.write_masks, out_dir=a.out_dir)  # fmt: skip
+            print(f"evaluating {run_dir}")
+            out = evaluate(run_dir, config)
+            print(f"per-patient results: {out / 'per_patient.csv'}")
+
+    p.set_defaults(run=run)
+
+
+def add_predict(subparsers) -> None:
+    from .inference import CHECKPOINTS
+
+    p = subparsers.add_parser("predict", help="segment new patients with a trained run: mask NIfTI files + lesions.csv")
+    p.add_argument("run_dir", type=Path, help="run folder from mslesion train")
+    p.add_argument("inputs", type=Path, help="a FLAIR .nii.gz, a folder of them, or a dataset folder")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",
+                   help="e.g. flair='{patient}/FLAIR.nii.gz' (repeat per modality)")  # fmt: skip
+    p.add_argument("--layout", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+
+    def run(a):
+        from .predict import predict
+
+        table = predict(a.run_dir, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
+                        _pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size)  # fmt: skip
+        print(f"lesion summary: {table}")
+
+    p.set_defaults(run=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mslesion`` console command."""
     from .errors import MslesionError
@@ -258,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mslesion", description="MS lesion segmentation toolkit")
     parser.add_argument("--version", action="version", version=f"mslesion {__version__}")
     subparsers = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune):
+    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict):
         add(subparsers)
     args = parser.parse_args(argv)
     try:

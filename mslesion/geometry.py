@@ -10,6 +10,7 @@ the native pixel grid.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -118,19 +119,49 @@ def to_model(image: np.ndarray, geom: SliceGeometry, kind: str = "image") -> np.
     return _resize(arr, geom.size, cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
 
+@lru_cache(maxsize=64)
+def _back_weights(n_native: int, n_model: int) -> np.ndarray:
+    """``(n_native, n_model)`` weights taking one model-grid axis back to the native axis.
+
+    Where the model grid is at least as fine (upsampled for the model), native
+    pixel j gets the mean of the model pixels that nearest-neighbour resizing
+    filled from it (its preimage under ``INTER_NEAREST_EXACT``): so a prediction
+    equal to the prepared mask comes back as exactly the native mask, and
+    probabilities are area-averaged. Where the model grid is coarser, linear
+    interpolation at the native pixel centres (as ``cv2.INTER_LINEAR``).
+    """
+    weights = np.zeros((n_native, n_model), np.float32)
+    if n_model >= n_native:
+        source = cv2.resize(np.arange(n_native, dtype=np.float32)[None, :], (n_model, 1),
+                            interpolation=cv2.INTER_NEAREST_EXACT)[0].astype(np.int64)  # fmt: skip
+        weights[source, np.arange(n_model)] = 1.0
+        return weights / weights.sum(axis=1, keepdims=True)
+    x = np.clip((np.arange(n_native) + 0.5) * n_model / n_native - 0.5, 0, n_model - 1)
+    lo = np.floor(x).astype(np.int64)
+    hi = np.minimum(lo + 1, n_model - 1)
+    frac = (x - lo).astype(np.float32)
+    np.add.at(weights, (np.arange(n_native), lo), 1 - frac)
+    np.add.at(weights, (np.arange(n_native), hi), frac)
+    return weights
+
+
 def to_native(array: np.ndarray, geom: SliceGeometry, kind: str = "probability") -> np.ndarray:
     """Model-grid ``(H, W[, C])`` array -> native slice grid; inverse of :func:`to_model`.
 
     Args:
-        kind: ``probability`` (bilinear; threshold afterwards; the right choice for
-            network outputs) or ``mask`` (nearest neighbour, stays binary).
+        kind: ``probability`` (area mean over each native pixel's model pixels, or
+            linear interpolation where the model grid is coarser; threshold
+            afterwards; the right choice for network outputs) or ``mask``
+            (nearest neighbour, stays binary).
     """
     if array.shape[:2] != geom.size:
         raise ValueError(f"array shape {array.shape[:2]} does not match model grid {geom.size}")
     if kind == "mask":
         out = _resize(array.astype(np.uint8), geom.padded_hw, cv2.INTER_NEAREST_EXACT)
     elif kind == "probability":
-        out = _resize(array.astype(np.float32), geom.padded_hw, cv2.INTER_LINEAR)
+        rows = _back_weights(geom.padded_hw[0], geom.size[0])
+        cols = _back_weights(geom.padded_hw[1], geom.size[1])
+        out = np.einsum("ab,bc...,dc->ad...", rows, array.astype(np.float32), cols, optimize=True)
     else:
         raise ValueError(f"kind must be 'probability' or 'mask', not {kind!r}")
     t, b, l, r = geom.pad

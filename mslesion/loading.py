@@ -44,7 +44,7 @@ class LoadedCase:
     modalities: list[str]
     spacing_zhw_mm: tuple[float, float, float] | None
     image_files: list[Path]
-    mask_file: Path | list[Path]
+    mask_file: Path | list[Path] | None
     affine: np.ndarray | None = None
     axcodes: tuple[str, ...] | None = None
     source_shape: tuple[int, ...] | None = None
@@ -56,6 +56,7 @@ def load_case(
     modalities: list[str] | tuple[str, ...] = ("flair",),
     mask_modality: str | None = None,
     allow_empty_mask: bool = False,
+    with_mask: bool = True,
 ) -> LoadedCase:
     """Load and validate one case.
 
@@ -63,28 +64,34 @@ def load_case(
         modalities: which images to stack as channels; all must share one grid.
         mask_modality: whose lesion mask to use (default: the first modality).
         allow_empty_mask: accept a patient without any lesion voxel.
+        with_mask: False for images alone (prediction on new patients): the
+            mask is then all False and ``mask_file`` is None.
 
     Raises:
         mslesion.errors.DataError subclasses naming the offending file.
     """
     modalities = [normalise_modality(m) for m in modalities]
     if case.layout == "lgg":
-        return _load_lgg(case, modalities, allow_empty_mask)
+        return _load_lgg(case, modalities, allow_empty_mask, with_mask)
     mask_modality = normalise_modality(mask_modality or modalities[0])
-    mask_path = case.mask(mask_modality)
+    mask_path = case.mask(mask_modality) if with_mask else None
     vols = [load_image(case.image(m)) for m in modalities]
     ref = vols[0]
     for other in vols[1:]:
         check_same_grid(ref, other, what="modality image (modalities must share a grid; register them first)")
-    mask_vol = load_mask(mask_path, allow_empty=allow_empty_mask)
-    check_same_grid(ref, mask_vol, what="mask")
     planes = [to_axial_stack(v.data, v.affine) for v in vols]
     # One contiguous copy: every later reduction over the volume is then fast.
     stack = np.ascontiguousarray(planes[0][..., None]) if len(planes) == 1 else np.stack(planes, axis=-1)
+    if mask_path is None:
+        mask = np.zeros(stack.shape[:3], dtype=bool)
+    else:
+        mask_vol = load_mask(mask_path, allow_empty=allow_empty_mask)
+        check_same_grid(ref, mask_vol, what="mask")
+        mask = to_axial_stack(mask_vol.data, mask_vol.affine)
     return LoadedCase(
         patient_id=case.patient_id,
         stack=stack,
-        mask=to_axial_stack(mask_vol.data, mask_vol.affine),
+        mask=mask,
         modalities=modalities,
         spacing_zhw_mm=axial_spacing_mm(ref.affine),
         image_files=[v.path for v in vols],
@@ -102,7 +109,7 @@ def _read_tif(path: Path) -> np.ndarray:
     return arr
 
 
-def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool) -> LoadedCase:
+def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool, with_mask: bool = True) -> LoadedCase:
     unknown = [m for m in modalities if m not in LGG_CHANNELS]
     if unknown:
         raise ValueError(f"LGG slices hold channels {LGG_CHANNELS}; cannot select {unknown}")
@@ -110,7 +117,7 @@ def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool) -> Load
     images, masks = [], []
     shape = None
     for img_path, mask_path in case.slice_files:
-        if mask_path is None:
+        if mask_path is None and with_mask:
             raise MissingMaskError(img_path, "slice has no matching *_mask.tif")
         img = _read_tif(img_path)
         if img.ndim != 3 or img.shape[2] != 3:
@@ -120,15 +127,18 @@ def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool) -> Load
         shape = shape or img.shape
         if img.shape != shape:
             raise ShapeMismatchError(img_path, f"slice shape {img.shape} differs from the case's {shape}")
+        images.append(img[..., channels])
+        if not with_mask:
+            masks.append(np.zeros(img.shape[:2], dtype=bool))
+            continue
         mask = _read_tif(mask_path)
         if mask.ndim == 3:
             mask = mask[..., 0]
         if mask.shape != img.shape[:2]:
             raise ShapeMismatchError(mask_path, f"mask shape {mask.shape} differs from image shape {img.shape[:2]}")
-        images.append(img[..., channels])
         masks.append(binarise_mask(mask, mask_path, allow_empty=True))
     mask = np.stack(masks)
-    if not allow_empty_mask and not mask.any():
+    if with_mask and not allow_empty_mask and not mask.any():
         raise EmptyMaskError(case.folder, "no slice of this case has a lesion voxel")
     return LoadedCase(
         patient_id=case.patient_id,
@@ -137,6 +147,6 @@ def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool) -> Load
         modalities=modalities,
         spacing_zhw_mm=None,
         image_files=[p for p, _ in case.slice_files],
-        mask_file=[m for _, m in case.slice_files],
+        mask_file=[m for _, m in case.slice_files] if with_mask else None,
         source_shape=(len(images), *shape[:2]),
     )

@@ -23,6 +23,7 @@ __all__ = [
     "context_indices",
     "slice_case",
     "channel_names",
+    "to_native_stack",
     "to_native_volume",
 ]
 
@@ -168,6 +169,32 @@ def slice_case(
     )
 
 
+def to_native_stack(
+    slices: np.ndarray,
+    geometry: SliceGeometry,
+    indices: list[int] | np.ndarray,
+    stack_shape_zhw: tuple[int, int, int],
+    kind: str = "probability",
+) -> np.ndarray:
+    """Model-grid slices -> the canonical ``(Z, H, W)`` stack; slices not listed stay 0.
+
+    Args:
+        slices: ``(N, S, S)`` or ``(N, S, S, 1)``.
+        indices: the axial index of each of the N slices.
+        kind: ``probability`` (bilinear) or ``mask`` (nearest neighbour).
+    """
+    slices = np.asarray(slices)
+    if slices.ndim == 4:
+        slices = slices[..., 0]
+    if len(slices) != len(indices):
+        raise ValueError(f"got {len(slices)} slices but {len(indices)} slice indices")
+    dtype = np.float32 if kind == "probability" else np.uint8
+    stack = np.zeros(tuple(stack_shape_zhw), dtype=dtype)
+    for row, k in enumerate(indices):
+        stack[k] = to_native(slices[row], geometry, kind)
+    return stack
+
+
 def to_native_volume(slices: np.ndarray, meta: dict, kind: str = "probability") -> np.ndarray:
     """Model-grid slices of one case -> a volume on the source file's voxel grid.
 
@@ -184,16 +211,10 @@ def to_native_volume(slices: np.ndarray, meta: dict, kind: str = "probability") 
     """
     from .volumes import from_axial_stack
 
-    slices = np.asarray(slices)
-    if slices.ndim == 4:
-        slices = slices[..., 0]
     indices = list(meta["slice_indices"])
     if len(slices) != len(indices):
         raise ValueError(f"got {len(slices)} slices but the case has {len(indices)}")
     geom = SliceGeometry.from_dict(meta["geometry"])
-    dtype = np.float32 if kind == "probability" else np.uint8
-    stack = np.zeros(tuple(meta["stack_shape_zhw"]), dtype=dtype)
-    for row, k in enumerate(indices):
-        stack[k] = to_native(slices[row], geom, kind)
+    stack = to_native_stack(slices, geom, indices, tuple(meta["stack_shape_zhw"]), kind)
     affine = meta["source"].get("affine")
     return stack if affine is None else from_axial_stack(stack, np.asarray(affine))

@@ -4,6 +4,7 @@ Run folder::
 
     <runs>/<dataset>/<model>__<loss>__<tag>/fold_<k>/
         config.json        the resolved TrainConfig, plus what the runner decided
+        prep_config.json   how the dataset's slices were prepared (prediction repeats it)
         environment.json   versions, devices, strategy, dtype policy
         history.csv        per epoch: loss, accuracy, dice, iou (train and val), lr, seconds, img/s
         summary.txt        model summary with parameter counts
@@ -15,6 +16,7 @@ Run folder::
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -195,6 +197,8 @@ def train(config: TrainConfig | dict, verbose: int = 2) -> Path:
     }
     save_json(run / "config.json", resolved)
     save_json(run / "environment.json", runtime.environment(strategy))
+    # the run must stay usable for prediction without its dataset folder
+    shutil.copyfile(Path(config.dataset) / "prep_config.json", run / "prep_config.json")
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
     save_text(run / "summary.txt", "\n".join(lines) + "\n")

@@ -1,0 +1,263 @@
+"""Score a trained run on whole volumes, per patient (``mslesion evaluate``).
+
+For each patient every axial slice is predicted (:mod:`mslesion.inference`),
+mapped back to the native grid and thresholded; the prediction is compared
+with the ground truth on the whole volume. Output folder (default
+``<run>/eval_<part>``, or ``eval_<source folder name>``)::
+
+    per_patient.csv   voxel metrics, volumes (mL), HD95 (mm), lesion-wise counts
+    lesions.csv       one row per patient and lesion-size bracket (seed 003)
+    slices.csv        SLICE-LEVEL Dice/IoU on the axial slices with ground-truth
+                      lesion (seed 000's test unit), for comparison with its tables
+    examples.npz      good/average/bad slices by slice-Dice tertile (Appendix II figure)
+    summary.json      means, medians, nan counts, pooled slice-level Dice/IoU,
+                      the settings (threshold, connectivity, detection fraction,
+                      checkpoint) and which run and patients it came from
+    failures.csv      patients that could not be evaluated, and why
+    masks/            predicted masks (``write_masks``), source affine and header
+
+Without voxel spacing (TIFF datasets) volumes and HD95 are given in voxels and
+the ``*_ml``/``*_mm`` columns are nan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .cohort import discover_cases
+from .errors import MslesionError
+from .fileio import atomic_path, save_json, save_text
+from .inference import TrainedRun, open_run, predict_volume, write_mask
+from .lesions import bracket_rows, compute_lesion_metrics
+from .loading import load_case
+from .metrics import compute_dice, compute_iou, confusion
+from .training import config_from_dict
+from .volume_metrics import compute_patient_metrics
+
+__all__ = ["EvalConfig", "evaluate", "evaluate_volume", "SUMMARY_METRICS"]
+
+#: Per-patient columns summarised (mean, median, std, nan count) in summary.json and the report.
+SUMMARY_METRICS = (
+    "dice", "iou", "sensitivity", "specificity", "ppv", "npv", "extra_fraction", "abs_volume_diff_ml",
+    "rel_volume_diff", "hd95_mm", "lesion_tpr", "lesion_fpr", "lesion_f1",
+)  # fmt: skip
+
+
+@dataclass
+class EvalConfig:
+    """How to evaluate a run; saved in ``summary.json``."""
+
+    part: str = "test"
+    source: str | None = None  # a folder of patients with masks instead of the run's own split
+    layout: str = "auto"  # layout of ``source``
+    patients: list[str] | None = None  # a subset of the part / source
+    checkpoint: str = "best"
+    threshold: float = 0.5
+    connectivity: int = 26
+    detection_fraction: float = 0.0
+    batch_size: int = 16
+    write_masks: bool = False
+    examples_per_tertile: int = 1
+    out_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalConfig:
+        return config_from_dict(cls, d, "evaluation")
+
+
+def evaluate_volume(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    spacing_zhw_mm: tuple[float, float, float] | None,
+    connectivity: int = 26,
+    detection_fraction: float = 0.0,
+) -> tuple[dict, dict]:
+    """All per-patient numbers for one ``(Z, H, W)`` pair: (flat metrics row, lesion-wise result)."""
+    spacing = spacing_zhw_mm or (1.0, 1.0, 1.0)
+    row = compute_patient_metrics(y_true, y_pred, spacing)
+    row["volume_true_voxels"] = int(np.count_nonzero(y_true))
+    row["volume_pred_voxels"] = int(np.count_nonzero(y_pred))
+    if spacing_zhw_mm is None:  # no physical units: keep the voxel figures, blank the mm/mL ones
+        row["hd95_voxels"] = row["hd95_mm"]
+        for key in ("volume_true_ml", "volume_pred_ml", "abs_volume_diff_ml", "hd95_mm"):
+            row[key] = math.nan
+    lesions = compute_lesion_metrics(y_true, y_pred, connectivity, detection_fraction)
+    row.update({k: v for k, v in lesions.items() if k != "brackets"})
+    return row, lesions
+
+
+def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
+    prep = run.prep
+    if config.source:
+        found = discover_cases(config.source, config.layout, prep.image_patterns, prep.mask_patterns)
+        wanted = config.patients
+        label = f"source {Path(config.source).resolve()}"
+    else:
+        from .datasets import split_patients_of
+
+        dataset = run.config["dataset"]
+        wanted = config.patients or split_patients_of(dataset, config.part, run.config.get("fold", 0))
+        if not wanted:
+            raise ValueError(f"{dataset}: the split has no {config.part!r} patients in fold {run.config.get('fold', 0)}")
+        source = _prep_source(run)
+        found = discover_cases(source, _prep_layout(run), prep.image_patterns, prep.mask_patterns)
+        label = f"{config.part} part of {dataset} (fold {run.config.get('fold', 0)}), volumes from {source}"
+    cases = found.cases if wanted is None else [c for c in found.cases if c.patient_id in set(map(str, wanted))]
+    missing = set(map(str, wanted or [])) - {c.patient_id for c in cases}
+    if missing:
+        raise FileNotFoundError(f"patients {sorted(missing)} not found under {found.cases[0].folder.parent}")
+    return cases, label
+
+
+def _prep_source(run: TrainedRun) -> str:
+    from .inference import run_prep_config
+
+    source = run_prep_config(run.run_dir).get("source")
+    if not source or not Path(source).is_dir():
+        raise FileNotFoundError(f"{run.run_dir}: the volumes it was prepared from ({source}) are gone; pass source=")
+    return source
+
+
+def _prep_layout(run: TrainedRun) -> str:
+    from .inference import run_prep_config
+
+    return run_prep_config(run.run_dir).get("layout_found") or "auto"
+
+
+def _default_out(run_dir: Path, config: EvalConfig) -> Path:
+    if config.out_dir:
+        return Path(config.out_dir)
+    return run_dir / (f"eval_{Path(config.source).name}" if config.source else f"eval_{config.part}")
+
+
+def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbose: bool = True) -> Path:
+    """Evaluate one run on whole volumes; returns the output folder (see module doc).
+
+    A patient that cannot be loaded (corrupt file, missing modality...) is
+    listed in ``failures.csv`` and the others are still evaluated.
+    """
+    import pandas as pd
+
+    config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
+    run_dir = Path(run_dir)
+    run = open_run(run_dir, config.checkpoint)
+    cases, label = _cases(run, config)
+    out = _default_out(run_dir, config)
+    rows, bracket_table, slice_rows, failures, candidates = [], [], [], [], []
+    for case in cases:
+        try:
+            loaded = load_case(case, run.prep.modalities, run.prep.mask_modality, allow_empty_mask=True)
+        except MslesionError as exc:
+            failures.append({"patient": case.patient_id, "error": type(exc).__name__, "message": str(exc)})
+            if verbose:
+                print(f"  FAILED {case.patient_id}: {exc}")
+            continue
+        prob = predict_volume(run, loaded, config.batch_size)
+        pred = prob > config.threshold
+        row, lesions = evaluate_volume(loaded.mask, pred, loaded.spacing_zhw_mm, config.connectivity,
+                                       config.detection_fraction)  # fmt: skip
+        per_slice = _slice_rows(loaded, pred)
+        lesion_slices = [r["slice_index"] for r in per_slice]
+        pooled = confusion(loaded.mask[lesion_slices], pred[lesion_slices])
+        rows.append({"patient": loaded.patient_id, "n_slices": int(loaded.stack.shape[0]),
+                     "spacing_zhw_mm": "x".join(f"{s:g}" for s in loaded.spacing_zhw_mm or ()),
+                     **row, "slice_level_dice": compute_dice(pooled)})  # fmt: skip
+        bracket_table += bracket_rows(lesions, patient=loaded.patient_id)
+        slice_rows += per_slice
+        # only the lesion slices are kept for the example figure (image as float16: it is only drawn)
+        candidates += [(r["dice"], r["patient"], r["slice_index"], loaded.stack[r["slice_index"], ..., 0]
+                        .astype(np.float16), loaded.mask[r["slice_index"]], pred[r["slice_index"]]) for r in per_slice]
+        if config.write_masks:
+            suffix = "" if loaded.affine is None else ".nii.gz"
+            write_mask(pred, loaded, out / "masks" / f"{loaded.patient_id}_pred{suffix}")
+        if verbose:
+            print(f"  {loaded.patient_id}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} "
+                  f"found, {row['fp_lesions']} false")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    per_patient = pd.DataFrame(rows)
+    _write_csv(out / "per_patient.csv", per_patient)
+    _write_csv(out / "lesions.csv", pd.DataFrame(bracket_table))
+    _write_csv(out / "slices.csv", pd.DataFrame(slice_rows))
+    _write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["patient", "error", "message"]))
+    _save_examples(out / "examples.npz", candidates, config.examples_per_tertile)
+    save_json(out / "summary.json", _summary(run, config, label, per_patient, slice_rows, failures))
+    return out
+
+
+def _slice_rows(loaded, pred: np.ndarray) -> list[dict]:
+    """Slice-level Dice/IoU on native axial slices that hold ground-truth lesion."""
+    rows = []
+    for k in np.flatnonzero(loaded.mask.any(axis=(1, 2))):
+        c = confusion(loaded.mask[k], pred[k])
+        rows.append({"patient": loaded.patient_id, "slice_index": int(k), "lesion_pixels": c.tp + c.fn,
+                     "pred_pixels": c.tp + c.fp, "overlap_pixels": c.tp, "dice": compute_dice(c), "iou": compute_iou(c)})  # fmt: skip
+    return rows
+
+
+def _save_examples(path: Path, candidates: list, per_tertile: int) -> None:
+    """Good / average / bad slices: the median slices of each Dice tertile, with image, truth and prediction."""
+    arrays: dict[str, np.ndarray] = {}
+    if candidates:
+        order = sorted(candidates, key=lambda c: (-c[0], c[1], c[2]))
+        thirds = np.array_split(np.arange(len(order)), 3)
+        for name, idx in zip(("good", "average", "bad"), thirds):
+            if not len(idx):
+                continue
+            mid = len(idx) // 2
+            lo = max(0, mid - per_tertile // 2)
+            for j, i in enumerate(idx[lo : lo + per_tertile]):
+                dice, patient, k, image, truth, pred = order[i]
+                key = f"{name}_{j}"
+                arrays[f"{key}/image"] = image.astype(np.float32)
+                arrays[f"{key}/truth"] = truth
+                arrays[f"{key}/pred"] = pred
+                arrays[f"{key}/info"] = np.array([patient, str(k), f"{dice:.6f}", name])
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def _summary(run: TrainedRun, config: EvalConfig, label: str, per_patient, slice_rows: list, failures: list) -> dict:
+    stats = {}
+    for key in SUMMARY_METRICS:
+        values = per_patient[key].to_numpy(float) if key in per_patient else np.zeros(0)
+        finite = values[np.isfinite(values)]
+        stats[key] = {
+            "mean": float(finite.mean()) if finite.size else math.nan,
+            "median": float(np.median(finite)) if finite.size else math.nan,
+            "std": float(finite.std()) if finite.size else math.nan,
+            "n": int(finite.size),
+            "n_nan": int(values.size - finite.size),
+        }
+    inter = sum(r["overlap_pixels"] for r in slice_rows)
+    truth = sum(r["lesion_pixels"] for r in slice_rows)
+    predicted = sum(r["pred_pixels"] for r in slice_rows)
+    return {
+        "run": str(run.run_dir),
+        "checkpoint": run.checkpoint,
+        "model": run.config.get("model"),
+        "evaluated_on": label,
+        "patients": per_patient["patient"].tolist() if len(per_patient) else [],
+        "failures": failures,
+        "settings": asdict(config),
+        "connectivity": config.connectivity,
+        "detection_fraction": config.detection_fraction,
+        "threshold": config.threshold,
+        "per_patient": stats,
+        "slice_level": {
+            "unit": "axial slices with ground-truth lesion, native grid (seed 000's test unit)",
+            "n_slices": len(slice_rows),
+            "pooled_dice": 2 * inter / (truth + predicted) if truth + predicted else math.nan,
+            "pooled_iou": inter / (truth + predicted - inter) if truth + predicted - inter else math.nan,
+            "mean_dice": float(np.nanmean([r["dice"] for r in slice_rows])) if slice_rows else math.nan,
+        },
+        "mslesion_version": __version__,
+    }
+
+
+def _write_csv(path: Path, frame) -> None:
+    save_text(path, frame.to_csv(index=False, lineterminator="\n", float_format="%.6g"))

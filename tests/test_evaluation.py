@@ -1,0 +1,166 @@
+"""Whole-volume evaluation, prediction files and the exact inverse mapping."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from mslesion import evaluation, inference
+from mslesion.cli import main
+from mslesion.cohort import discover_cases
+from mslesion.evaluation import EvalConfig, evaluate, evaluate_volume
+from mslesion.loading import load_case
+from mslesion.predict import predict
+from mslesion.prep import PrepConfig, prepare_dataset
+from mslesion.slicing import slice_case, to_native_stack
+from mslesion.synthetic import generate_cohort
+from mslesion.training import train
+from mslesion.volumes import from_axial_stack
+
+from .conftest import LJUBLJANA, requires
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small U-Net trained for a few epochs on 8 synthetic patients at 64x64 (~10 s)."""
+    root = tmp_path_factory.mktemp("evaluation")
+    generate_cohort(root / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
+    cfg = PrepConfig(size=(64, 64), selection="brain", split="train_val_test", test_fraction=0.25, val_fraction=0.2)
+    prepare_dataset(root / "raw", root / "slices", cfg, progress=False)
+    return train({"dataset": str(root / "slices"), "runs_root": str(root / "runs"), "model": "kuc.unet",
+                  "model_params": {"filter_num": [16, 32, 64]}, "loss": "dice", "learning_rate": 3e-3,
+                  "epochs": 6, "batch_size": 8}, verbose=0)  # fmt: skip
+
+
+def _oracle(monkeypatch):
+    """Replace the network by the ground truth: every number must then be perfect."""
+    monkeypatch.setattr(evaluation, "predict_volume", lambda run, case, batch_size=16: case.mask.astype(np.float32))
+
+
+def test_evaluate_writes_every_table_and_records_its_settings(trained):
+    out = evaluate(trained, EvalConfig(write_masks=True, detection_fraction=0.2, connectivity=18), verbose=False)
+    cfg = json.loads((trained / "config.json").read_text())
+    test_ids = json.loads((Path(cfg["dataset"]) / "splits.json").read_text())["folds"][0]["test"]
+    per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
+    assert sorted(per_patient.patient) == sorted(test_ids)
+    for col in ("dice", "iou", "sensitivity", "specificity", "ppv", "npv", "extra_fraction", "abs_volume_diff_ml",
+                "rel_volume_diff", "hd95_mm", "lesion_tpr", "lesion_fpr", "lesion_f1", "tp_lesions", "fn_lesions",
+                "fp_lesions", "slice_level_dice"):  # fmt: skip
+        assert col in per_patient, col
+    assert per_patient.dice.between(0, 1).all() and (per_patient.connectivity == 18).all()
+    # the whole volume was predicted: counts cover every voxel of the source grid
+    assert (per_patient[["tp", "fp", "fn", "tn"]].sum(axis=1) == 128 * 128 * 16).all()
+    lesions = pd.read_csv(out / "lesions.csv", dtype={"patient": str})
+    assert len(lesions) == 4 * len(test_ids) and set(lesions.detection_fraction) == {0.2}
+    slices = pd.read_csv(out / "slices.csv", dtype={"patient": str})
+    assert (slices.lesion_pixels > 0).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["connectivity"] == 18 and summary["detection_fraction"] == 0.2 and summary["checkpoint"] == "best"
+    assert summary["run"] == str(trained) and summary["patients"] == per_patient.patient.tolist()
+    assert summary["slice_level"]["n_slices"] == len(slices)
+    assert 0 <= summary["slice_level"]["pooled_dice"] <= 1
+    examples = np.load(out / "examples.npz")
+    assert {"good_0/image", "average_0/truth", "bad_0/pred"} <= set(examples.files)
+    # written masks: source affine, source shape, binary
+    for pid in test_ids:
+        src = nib.load(str(Path(summary["evaluated_on"].split("volumes from ")[1]) / f"Patient-{pid}" / f"{pid}-Flair.nii.gz"))
+        written = nib.load(str(out / "masks" / f"{pid}_pred.nii.gz"))
+        np.testing.assert_allclose(written.affine, src.affine)
+        assert written.shape == src.shape and set(np.unique(written.get_fdata())) <= {0.0, 1.0}
+
+
+def test_oracle_prediction_scores_perfectly_and_writes_the_source_mask_back(trained, monkeypatch, tmp_path):
+    _oracle(monkeypatch)
+    out = evaluate(trained, EvalConfig(write_masks=True, out_dir=str(tmp_path / "oracle")), verbose=False)
+    per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
+    assert (per_patient.dice == 1).all() and (per_patient.hd95_mm == 0).all()
+    assert (per_patient.lesion_f1 == 1).all() and (per_patient.fp_lesions == 0).all()
+    assert (per_patient.abs_volume_diff_ml == 0).all()
+    src_root = Path(json.loads((trained / "prep_config.json").read_text())["source"])
+    for pid in per_patient.patient:
+        truth = nib.load(str(src_root / f"Patient-{pid}" / f"{pid}-LesionSeg-Flair.nii.gz")).get_fdata() > 0.5
+        written = nib.load(str(out / "masks" / f"{pid}_pred.nii.gz")).get_fdata() > 0.5
+        np.testing.assert_array_equal(written, truth)
+
+
+def test_a_bad_patient_is_reported_and_the_others_evaluated(trained, tmp_path):
+    source = Path(json.loads((trained / "prep_config.json").read_text())["source"])
+    copy = tmp_path / "heldout"
+    for pid in ("1", "2"):
+        shutil.copytree(source / f"Patient-{pid}", copy / f"Patient-{pid}")
+    flair = copy / "Patient-2" / "2-Flair.nii.gz"
+    flair.write_bytes(flair.read_bytes()[:300])  # truncated
+    out = evaluate(trained, EvalConfig(source=str(copy)), verbose=False)
+    assert out.name == "eval_heldout"
+    assert pd.read_csv(out / "per_patient.csv", dtype={"patient": str}).patient.tolist() == ["1"]
+    failures = pd.read_csv(out / "failures.csv", dtype={"patient": str})
+    assert failures.patient.tolist() == ["2"] and "2-Flair.nii.gz" in failures.message[0]
+
+
+def test_predict_a_file_and_a_folder(trained, tmp_path):
+    source = Path(json.loads((trained / "prep_config.json").read_text())["source"])
+    flair = source / "Patient-1" / "1-Flair.nii.gz"
+    table = pd.read_csv(predict(trained, flair, tmp_path / "one", verbose=False))
+    assert table.patient.tolist() == ["1-Flair"]
+    mask = nib.load(str(tmp_path / "one" / "1-Flair_lesion_mask.nii.gz"))
+    src = nib.load(str(flair))
+    np.testing.assert_allclose(mask.affine, src.affine)
+    assert mask.get_data_dtype() == np.uint8 and mask.shape == src.shape
+    voxels = int((mask.get_fdata() > 0).sum())
+    assert table.lesion_voxels[0] == voxels
+    assert math.isclose(table.lesion_volume_ml[0], voxels * 1.8 * 1.8 * 5.0 / 1000, rel_tol=1e-4)
+    # a folder of plain FLAIR files (no masks, no dataset layout), through the CLI
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for pid in ("3", "4"):
+        shutil.copy(source / f"Patient-{pid}" / f"{pid}-Flair.nii.gz", plain / f"case{pid}.nii.gz")
+    assert main(["predict", str(trained), str(plain), str(tmp_path / "many")]) == 0
+    assert pd.read_csv(tmp_path / "many" / "lesions.csv").patient.tolist() == ["case3", "case4"]
+
+
+def test_cli_evaluate(trained, tmp_path):
+    assert main(["evaluate", str(trained), "--out-dir", str(tmp_path / "e"), "--checkpoint", "final",
+                 "--connectivity", "6"]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert summary["checkpoint"] == "final" and summary["connectivity"] == 6
+
+
+def test_run_keeps_its_prep_config_so_it_predicts_without_the_dataset(trained):
+    prep = inference.run_prep_config(trained)
+    assert prep["size"] == [64, 64] and (trained / "prep_config.json").is_file()
+
+
+def test_evaluate_volume_without_spacing_reports_voxels_not_mm():
+    truth = np.zeros((4, 20, 20), bool)
+    truth[1:3, 5:9, 5:9] = True
+    pred = np.roll(truth, 2, axis=2)
+    row, lesions = evaluate_volume(truth, pred, None)
+    assert math.isnan(row["hd95_mm"]) and math.isnan(row["volume_true_ml"])
+    assert row["hd95_voxels"] == 2 and row["volume_true_voxels"] == 32
+    assert lesions["tp_lesions"] == 1 and row["dice"] == 0.5
+
+
+def _inverse_check(case, size):
+    loaded = load_case(case)
+    sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, selection="all",
+                        size=size)  # fmt: skip
+    prob = to_native_stack(sliced.masks.astype(np.float32), sliced.geometry, sliced.slice_indices,
+                           loaded.stack.shape[:3])  # fmt: skip
+    native = from_axial_stack(prob > 0.5, loaded.affine)
+    truth = nib.load(str(loaded.mask_file)).get_fdata() > 0.5
+    np.testing.assert_array_equal(native, truth)
+
+
+def test_inverse_mapping_of_a_perfect_prediction_is_the_source_mask(tmp_path):
+    generate_cohort(tmp_path, 1, seed=3, shape=(150, 170, 12), spacing_mm=(0.9, 0.9, 5.0))
+    _inverse_check(discover_cases(tmp_path).cases[0], (256, 256))
+
+
+@requires(LJUBLJANA)
+def test_inverse_mapping_on_ljubljana_is_exact():
+    _inverse_check(discover_cases(LJUBLJANA).cases[0], (256, 256))
