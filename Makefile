@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mslesion-installed
 DATA ?= data
 PATIENTS ?= 10
-JOBS ?= 2
 
 .PHONY: install demo test bench clean
 
@@ -20,11 +19,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## demo: the main job on the built-in synthetic cohort
+## demo: the main job, end to end, on the built-in synthetic cohort (~10 min on 2 cores)
 demo: $(STAMP)
-	$(BIN)/mslesion synth $(DATA)/raw/synthetic --patients $(PATIENTS) --overwrite
-	$(BIN)/mslesion prep $(DATA)/raw/synthetic $(DATA)/slices/synthetic --jobs $(JOBS) --no-progress
-	@echo "slices, manifest.csv, splits.json: $(DATA)/slices/synthetic"
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/mslesion demo --data $(DATA) --runs runs/demo --out results --patients $(PATIENTS)
+	@echo "tables: results/tables/  figures: results/figures/  everything on one page: results/report.md"
 
 ## test: the whole test suite (what CI runs)
 test: $(STAMP)
@@ -33,6 +31,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prep.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_predict.py
 
 clean:
-	rm -rf $(DATA)/slices/synthetic $(DATA)/raw/synthetic .pytest_cache
+	rm -rf $(DATA)/slices/demo $(DATA)/raw/synthetic runs/demo .pytest_cache

@@ -313,6 +313,57 @@ def add_predict(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def add_report(subparsers) -> None:
+    p = subparsers.add_parser("report", help="regenerate every table and figure from run folders into results/")
+    p.add_argument("--runs", nargs="+", required=True, help="run folders or folders holding runs (Tables 6.1-6.3...)")
+    p.add_argument("--backbones", nargs="+", default=[], help="runs (or roots) of the backbone comparison")
+    p.add_argument("--tuning", nargs="+", default=[], help="learning-rate search folders (or roots)")
+    p.add_argument("--epoch-study", help="one long run for the epoch-study table")
+    p.add_argument("--epoch-every", type=int, default=25)
+    p.add_argument("--dataset", help="prepared dataset, for the data figures (glimpse, slices, orthogonal views)")
+    p.add_argument("--eval-name", default="eval_test", help="evaluation folder inside each run")
+    p.add_argument("--out", default="results")
+    p.add_argument("--title", default="mslesion report")
+
+    def run(a):
+        from .report import ReportConfig, build_report
+        from .report_tables import find_runs, find_tunings
+
+        def expand(paths, finder):
+            return [str(r) for p in paths for r in ([Path(p)] if finder is find_runs and (Path(p) / "config.json")
+                    .is_file() else finder(p))]  # fmt: skip
+
+        report = build_report(ReportConfig(
+            runs=expand(a.runs, find_runs), backbone_runs=expand(a.backbones, find_runs),
+            tunings=expand(a.tuning, find_tunings), epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
+            dataset=a.dataset, eval_name=a.eval_name, out=a.out, title=a.title))  # fmt: skip
+        print(f"report: {report}")
+
+    p.set_defaults(run=run)
+
+
+def add_demo(subparsers) -> None:
+    from .demo import DemoConfig
+
+    d = DemoConfig()
+    p = subparsers.add_parser("demo", help="the whole study, quick, on a synthetic cohort: data -> results/")
+    p.add_argument("--data", default=d.data)
+    p.add_argument("--runs", default=d.runs)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--patients", type=int, default=d.patients)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--seed", type=int, default=d.seed)
+
+    def run(a):
+        from .demo import run_demo
+
+        report = run_demo(DemoConfig(data=a.data, runs=a.runs, out=a.out, patients=a.patients, epochs=a.epochs,
+                                     seed=a.seed))  # fmt: skip
+        print(f"results: {report.parent}/ (tables/, figures/, report.md)")
+
+    p.set_defaults(run=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mslesion`` console command."""
     from .errors import MslesionError
@@ -320,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mslesion", description="MS lesion segmentation toolkit")
     parser.add_argument("--version", action="version", version=f"mslesion {__version__}")
     subparsers = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict):
+    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict,
+                add_report, add_demo):
         add(subparsers)
     args = parser.parse_args(argv)
     try:

@@ -275,7 +275,8 @@ def plot_orthogonal_views(
     fig = Figure(figsize=(13, 4.6), dpi=DPI, layout="constrained")
     axes = fig.subplots(1, 3, width_ratios=widths)
     for ax, (plane, image, plane_mask, extent, origin, xlabel, ylabel, cx, cy) in zip(axes, views):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=extent, origin=origin, aspect="equal")
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=extent, origin=origin, aspect="equal",
+                  interpolation="nearest")  # antialiased resampling was not byte-reproducible
         _show_mask(ax, plane_mask, extent=extent, origin=origin)
         ax.axvline(cx, color="yellow", lw=0.6, ls=":", alpha=0.6)
         ax.axhline(cy, color="yellow", lw=0.6, ls=":", alpha=0.6)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -91,11 +92,17 @@ def _parts(config: TrainConfig) -> tuple[list[str], list[str], bool]:
     val = split_patients_of(config.dataset, "val", config.fold)
     if val:
         return train, val, False
+    if config.val_fraction == 0:
+        # tiny cohorts only: curves and best.keras then describe the training patients themselves
+        warnings.warn(f"{config.dataset}: no validation patients (val_fraction=0); validating on the training patients",
+                      stacklevel=3)  # fmt: skip
+        return train, list(train), False
     # seed 000 validated on part of its training data; carve whole patients
     rng = np.random.default_rng(config.seed)
     n_val = max(1, int(round(len(train) * config.val_fraction))) if len(train) > 1 else 0
     if n_val == 0:
-        raise ValueError(f"{config.dataset}: one training patient and no validation part; cannot validate")
+        raise ValueError(f"{config.dataset}: one training patient and no validation part; cannot validate "
+                         "(val_fraction=0 validates on the training patient itself)")  # fmt: skip
     chosen = set(rng.choice(sorted(train), size=n_val, replace=False).tolist())
     return [p for p in train if p not in chosen], sorted(chosen), True
 
@@ -186,6 +193,7 @@ def train(config: TrainConfig | dict, verbose: int = 2) -> Path:
         "train_patients": train_ids,
         "val_patients": val_ids,
         "val_carved_from_train": carved,
+        "val_is_train": config.val_fraction == 0 and not split_patients_of(config.dataset, "val", config.fold),
         "n_train_slices": len(train_set),
         "n_val_slices": len(val_set),
         "slices_in_memory": in_memory,

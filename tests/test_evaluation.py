@@ -16,25 +16,16 @@ from mslesion.cohort import discover_cases
 from mslesion.evaluation import EvalConfig, evaluate, evaluate_volume
 from mslesion.loading import load_case
 from mslesion.predict import predict
-from mslesion.prep import PrepConfig, prepare_dataset
 from mslesion.slicing import slice_case, to_native_stack
 from mslesion.synthetic import generate_cohort
-from mslesion.training import train
 from mslesion.volumes import from_axial_stack
 
 from .conftest import LJUBLJANA, requires
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A small U-Net trained for a few epochs on 8 synthetic patients at 64x64 (~10 s)."""
-    root = tmp_path_factory.mktemp("evaluation")
-    generate_cohort(root / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
-    cfg = PrepConfig(size=(64, 64), selection="brain", split="train_val_test", test_fraction=0.25, val_fraction=0.2)
-    prepare_dataset(root / "raw", root / "slices", cfg, progress=False)
-    return train({"dataset": str(root / "slices"), "runs_root": str(root / "runs"), "model": "kuc.unet",
-                  "model_params": {"filter_num": [16, 32, 64]}, "loss": "dice", "learning_rate": 3e-3,
-                  "epochs": 6, "batch_size": 8}, verbose=0)  # fmt: skip
+@pytest.fixture
+def trained(trained_run) -> Path:
+    return trained_run
 
 
 def _oracle(monkeypatch):

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
@@ -29,3 +30,20 @@ def test_01_data_prep_quick(tmp_path):
     assert (tmp_path / "data/slices/ms/manifest.csv").is_file()
     assert (tmp_path / "data/slices/ms/splits.json").is_file()
     assert (tmp_path / "results/figures/slices_with_masks.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_02_03_04_quick_chain_writes_every_table_and_figure(tmp_path):
+    common = {"DATASET": "data/slices/ms", "QUICK": True, "WEIGHTS": None, "EPOCHS": 2}
+    run_notebook("02_backbone_comparison.ipynb", tmp_path, BACKBONES=["mobilenetv2", "vgg16"], **common)
+    assert len(pd.read_csv(tmp_path / "results/tables/backbone_comparison.csv")) == 2
+    run_notebook("03_model_training.ipynb", tmp_path, LR_EPOCHS=1, LEARNING_RATES=[1e-2, 1e-3], **common)
+    run_notebook("04_results_tables.ipynb", tmp_path, EPOCH_EVERY=1)
+    results = tmp_path / "results"
+    assert len(pd.read_csv(results / "tables/table_6_1_parameters.csv")) == 6  # the six models of Table 6.1
+    for name in ("table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss", "per_patient", "lesionwise",
+                 "lr_search", "epoch_study", "backbone_comparison"):  # fmt: skip
+        assert (results / "tables" / f"{name}.md").is_file(), name
+    for name in ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lr_search", "dataset_glimpse",
+                 "orthogonal_views", "backbone_dice_curves"):  # fmt: skip
+        assert (results / "figures" / f"{name}.png").stat().st_size > 5_000, name

@@ -167,3 +167,20 @@ def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(d
     for ev in (raw_eval, cap_eval):
         assert abs(ev["inference"]["dice"] - ev["training_mode_val_dice"]) < 0.1
     assert json.loads((capped / "config.json").read_text())["bn_momentum_capped"]
+
+
+def test_one_training_patient_needs_val_fraction_zero_and_says_so(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "one"
+    shutil.copytree(dataset, copy)
+    splits = json.loads((copy / "splits.json").read_text())
+    patients = splits["patients"]
+    splits["folds"] = [{"train": patients[:1], "val": [], "test": patients[1:3]}]
+    (copy / "splits.json").write_text(json.dumps(splits))
+    with pytest.raises(ValueError, match="val_fraction=0"):
+        train(config(copy, tmp_path, epochs=1), verbose=0)
+    with pytest.warns(UserWarning, match="validating on the training patients"):
+        run = train(config(copy, tmp_path, epochs=1, val_fraction=0.0, tag="v0"), verbose=0)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["val_is_train"] and cfg["val_patients"] == cfg["train_patients"] == patients[:1]

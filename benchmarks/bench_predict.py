@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Whole-volume inference time on CPU: ``predict_volume`` against the network's own cost.
+
+For one 182-slice volume (Ljubljana patient 07 when present, else a synthetic
+volume of the same 182 x 218 x 182 grid at 1 mm) and an untrained registry
+model (same cost as a trained one; default ``sm.unet`` with a MobileNetV2
+encoder, ``weights=None``, input 256x256x1 as the default prep gives) it times
+in one run, after one warm-up call of each, as medians over repeats:
+
+* ``(a) network``   ``model.predict`` alone on the 182 model-grid slices, made
+  beforehand by ``slice_case`` (the floor: the network's own cost);
+* ``(b) volume``    the full ``mslesion.inference.predict_volume``: slicing,
+  normalisation and resizing, the network, mapping back to the native grid;
+* ``(c) overhead``  (b) - (a), i.e. everything but the network; since that is
+  a difference of two noisy figures, the non-network steps (``slice_case`` and
+  ``to_native_stack``) are also timed on their own;
+* ``(d) load``      ``load_case`` of the NIfTI files (not part of (b)).
+
+(a) and (b) are measured alternately, so machine noise hits both alike, and the
+load average is printed before and after timing to flag a shared CPU. It
+prints seconds per volume, slices/s and (b)/(a), then (b) for batch sizes 8,
+16 and 32 (fewer repeats), and whether the target (< 10 s per volume for the
+MobileNetV2 U-Net on this 2-core CPU) is met.
+
+Run: ``.venv/bin/python benchmarks/bench_predict.py [--repeats 5] [--batch-size 16]
+[--model sm.unet] [--backbone mobilenetv2] [--size 256]``. A default run takes
+about 3 minutes on the 2-core machine.
+
+Last measured (2-core CPU, TF 2.21 / Keras 3.15, Ljubljana patient 07,
+sm.unet + mobilenetv2, 256x256x1, batch 16, median of 5)::
+
+    (a) network (model.predict)     7.60 s   23.9 slices/s
+    (b) predict_volume              7.69 s   23.7 slices/s   (b)/(a) 1.01
+    (c) overhead (b)-(a)            0.09 s   (measured alone: 0.11 s)
+    (d) load_case                   0.21 s
+    batch 8 / 16 / 32:              8.15 / 7.69 / 7.66 s
+    target < 10 s per volume: met (7.69 s; 7.90 s with loading)
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+LJUBLJANA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ms_ljubljana_patient07"
+TARGET_S = 10.0
+SWEEP = (8, 16, 32)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _volume(tmp: Path):
+    """The case to predict: the real sample if present, else a synthetic one of its grid."""
+    from mslesion.cohort import discover_cases
+
+    if LJUBLJANA.exists():
+        return discover_cases(LJUBLJANA).cases[0], f"Ljubljana patient 07 ({LJUBLJANA})"
+    from mslesion.synthetic import generate_cohort
+
+    generate_cohort(tmp / "synthetic", 1, seed=0, shape=(182, 218, 182), spacing_mm=(1, 1, 1))
+    return discover_cases(tmp / "synthetic").cases[0], "synthetic volume (Ljubljana sample not found)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="sm.unet", help="registry key")
+    p.add_argument("--backbone", default="mobilenetv2", help="encoder backbone ('' for none)")
+    p.add_argument("--size", type=int, default=256, help="model grid (size x size)")
+    p.add_argument("--context", type=int, default=1, help="2.5D context slices (channels = context)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sweep-repeats", type=int, default=3, help="repeats per batch size in the sweep")
+    p.add_argument("--batch-size", type=int, default=16)
+    a = p.parse_args(argv)
+
+    from mslesion.inference import TrainedRun, predict_volume
+    from mslesion.loading import load_case
+    from mslesion.models import build_model, count_params
+    from mslesion.prep import PrepConfig
+    from mslesion.slicing import slice_case, to_native_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        case, source = _volume(Path(tmp))
+        prep = PrepConfig(size=(a.size, a.size), context=a.context)
+        loaded = load_case(case, prep.modalities)
+        kwargs = {**prep.slicing_kwargs(), "selection": "all"}
+        sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, **kwargs)
+        x, n = sliced.images, len(sliced.images)
+
+        params = {"input_shape": x.shape[1:]}
+        if a.backbone:
+            params["backbone"] = a.backbone
+        if a.model.startswith("sm."):
+            params["weights"] = None
+        model = build_model(a.model, **params)
+        run = TrainedRun(run_dir=Path(tmp), checkpoint="untrained", model=model, prep=prep, config={})
+
+        print(f"volume: {source}")
+        print(f"  stack {loaded.stack.shape} -> {n} slices of {x.shape[1:]} ({sliced.geometry.fit}, pad "
+              f"{sliced.geometry.pad})")  # fmt: skip
+        print(f"model: {a.model}" + (f":{a.backbone}" if a.backbone else "")
+              + f", {count_params(model)['total']:,} params, untrained")  # fmt: skip
+
+        def network(bs: int):
+            return lambda: model.predict(x, batch_size=bs, verbose=0)
+
+        def volume(bs: int):
+            return lambda: predict_volume(run, loaded, bs)
+
+        def non_network():
+            s = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, **kwargs)
+            to_native_stack(np.zeros(s.images.shape[:3], np.float32), s.geometry, s.slice_indices,
+                            loaded.stack.shape[:3], "probability")  # fmt: skip
+
+        def load():
+            load_case(case, prep.modalities)
+
+        # warm-up: tracing of the predict function, first-touch allocations; the other
+        # batch sizes on a few batches only (a new batch size costs no noticeable retrace)
+        t0 = time.perf_counter()
+        volume(a.batch_size)()
+        for bs in SWEEP:
+            model.predict(x[: 2 * bs], batch_size=bs, verbose=0)
+        non_network()
+        load()
+        print(f"warm-up: {time.perf_counter() - t0:.1f} s; load average before timing: {_load()}")
+
+        times = {"a": [], "b": [], "c'": [], "d": []}
+        for r in range(a.repeats):
+            order = (("a", network(a.batch_size)), ("b", volume(a.batch_size)))
+            for key, fn in order if r % 2 == 0 else order[::-1]:  # alternate, so drift hits both alike
+                times[key].append(_timed(fn))
+            times["c'"].append(_timed(non_network))
+            times["d"].append(_timed(load))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        t_a, t_b, t_c, t_d, t_alone = med["a"], med["b"], med["b"] - med["a"], med["d"], med["c'"]
+
+        print(f"\n== {n} slices, batch {a.batch_size}, median of {a.repeats} runs ==")
+        print(f"{'step':<34} {'seconds':>8} {'slices/s':>9} {'x (a)':>7}  {'min..max':>15}")
+        rows = (
+            ("(a) network: model.predict alone", t_a, times["a"]),
+            ("(b) predict_volume (whole)", t_b, times["b"]),
+            ("(c) overhead: (b) - (a)", t_c, None),
+            ("    non-network steps, timed alone", t_alone, times["c'"]),
+            ("(d) load_case (NIfTI -> stack)", t_d, times["d"]),
+        )
+        for name, t, all_t in rows:
+            rate = f"{n / t:9.1f}" if name.startswith(("(a)", "(b)")) else f"{'-':>9}"
+            spread = f"{min(all_t):6.2f}..{max(all_t):6.2f}" if all_t else f"{'-':>15}"
+            print(f"{name:<34} {t:8.3f} {rate} {t / t_a:7.3f}  {spread}")
+        print(f"(b)/(a): {t_b / t_a:.3f}  (non-network share of predict_volume: {t_alone / t_b:.1%})")
+
+        print(f"\n== predict_volume by batch size (median of {a.sweep_repeats}; batch {a.batch_size}: of "
+              f"{a.repeats}) ==")  # fmt: skip
+        print(f"{'batch':>5} {'seconds':>8} {'slices/s':>9} {'x (a)':>7}")
+        for bs in sorted({a.batch_size, *SWEEP}):
+            t = t_b if bs == a.batch_size else statistics.median(_timed(volume(bs)) for _ in range(a.sweep_repeats))
+            print(f"{bs:>5} {t:8.3f} {n / t:9.1f} {t / t_a:7.3f}")
+
+        print(f"load average after timing: {_load()} (2 cores; above ~2 means other work shared the CPU)")
+        met = t_b < TARGET_S
+        print(f"\ntarget < {TARGET_S:.0f} s per volume: {'MET' if met else 'NOT MET'} "
+              f"({t_b:.2f} s predict_volume; {t_b + t_d:.2f} s with loading)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

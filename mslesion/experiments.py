@@ -1,0 +1,98 @@
+"""The study's experiments as calls: backbone comparison, the six Table 6.1 models, the LR search, the demo.
+
+Notebooks 02-04 and ``mslesion demo`` call these, so the notebook route and
+the one-command route produce the same run folders. ``quick=True`` shrinks the
+decoders (and, without ImageNet weights, trains the VGG16 encoders instead of
+freezing random ones) so everything runs on a laptop CPU in minutes; the full
+settings are seed 000's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .models import REPORT_MODELS
+
+__all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
+           "evaluate_runs", "ensure_dataset", "BACKBONES"]  # fmt: skip
+
+#: Decoder widths in quick mode (pretrained-encoder models, scratch models).
+QUICK_FILTERS = {"pretrained": [32, 64, 128, 256, 512], "scratch": [16, 32, 64, 128]}
+#: Encoders compared in notebook 02 (seed 000 s. 5.1 compared VGG16/ResNet/MobileNet-class encoders; seed 004 LGG).
+BACKBONES = ("vgg16", "resnet34", "mobilenetv2", "efficientnetb0")
+
+
+def report_model_config(key: str, dataset: str | Path, runs_root: str | Path, epochs: int, quick: bool = False,
+                        weights: str | None = "imagenet", **overrides) -> dict:  # fmt: skip
+    """A :class:`mslesion.training.TrainConfig` dict for one Table 6.1 model, tagged with its key."""
+    spec = REPORT_MODELS[key]
+    params = dict(spec.params)
+    if spec.pretrained:
+        params["weights"] = weights
+        if weights is None and quick:
+            params["encoder"] = "trainable"  # a frozen random encoder learns nothing
+    if quick:
+        params["filter_num"] = QUICK_FILTERS["pretrained" if spec.pretrained else "scratch"]
+    return {"dataset": str(dataset), "model": spec.registry_name, "model_params": params, "epochs": epochs,
+            "runs_root": str(runs_root), "tag": key, **overrides}  # fmt: skip
+
+
+def train_report_models(dataset: str | Path, runs_root: str | Path, epochs: int = 50, keys: list[str] | None = None,
+                        quick: bool = False, weights: str | None = "imagenet", verbose: int = 0,
+                        **overrides) -> list[Path]:  # fmt: skip
+    """Train the models of Table 6.1 (all six by default); returns their run folders.
+
+    ``overrides`` go to every :class:`~mslesion.training.TrainConfig` (loss,
+    learning_rate, batch_size, augment...). Seed 000: bce, Adam 1e-3, 50 epochs.
+    """
+    from .training import train
+
+    return [train(report_model_config(k, dataset, runs_root, epochs, quick, weights, **overrides), verbose=verbose)
+            for k in (keys or list(REPORT_MODELS))]  # fmt: skip
+
+
+def compare_backbones(dataset: str | Path, runs_root: str | Path, backbones: tuple[str, ...] = BACKBONES,
+                      model: str = "sm.unet", epochs: int = 20, weights: str | None = "imagenet",
+                      encoder: str = "trainable", verbose: int = 0, **overrides) -> list[Path]:  # fmt: skip
+    """Train one U-Net per encoder on the same split; the report's backbone table reads the runs."""
+    from .training import train
+
+    runs = []
+    for backbone in backbones:
+        params = {"backbone": backbone, "weights": weights, "encoder": encoder}
+        runs.append(train({"dataset": str(dataset), "model": model, "model_params": params, "epochs": epochs,
+                           "runs_root": str(runs_root), "tag": f"{backbone}", **overrides}, verbose=verbose))  # fmt: skip
+    return runs
+
+
+def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str = "kuc.unet",
+                         model_params: dict | None = None, learning_rates=(1e-1, 1e-2, 1e-3, 1e-4), epochs: int = 10,
+                         **overrides) -> Path:  # fmt: skip
+    """Seed 000 s. 5.2.2: a keras-tuner grid over learning rates; returns the folder holding tuning.csv."""
+    from .tuning import tune
+
+    return tune({"dataset": str(dataset), "model": model, "model_params": model_params or {}, "tuner": "grid",
+                 "learning_rates": list(learning_rates), "max_trials": len(learning_rates), "epochs": epochs,
+                 "runs_root": str(runs_root), "overwrite": True, **overrides})  # fmt: skip
+
+
+def evaluate_runs(runs: list[Path], **settings) -> list[Path]:
+    """Whole-volume, per-patient evaluation of each run on its test patients."""
+    from .evaluation import EvalConfig, evaluate
+
+    return [evaluate(run, EvalConfig(**settings), verbose=False) for run in runs]
+
+
+def ensure_dataset(dataset: str | Path, patients: int = 10, size: int = 64, selection: str = "brain", seed: int = 0,
+                   raw: str | Path = "data/raw/synthetic") -> Path:  # fmt: skip
+    """``dataset`` if it is prepared (notebook 01 ran), else a synthetic cohort prepared there (quick mode)."""
+    from .prep import PrepConfig, prepare_dataset
+    from .synthetic import generate_cohort
+
+    dataset = Path(dataset)
+    if (dataset / "manifest.csv").is_file():
+        return dataset
+    generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
+    prepare_dataset(raw, dataset, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
+                                             test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
+    return dataset

@@ -1,0 +1,209 @@
+"""Run folders -> ``results/``: every table (CSV, Markdown, LaTeX) and figure (PNG) (``mslesion report``).
+
+Layout written::
+
+    <out>/tables/<name>.csv|.md|.tex    one per table, Markdown with caption and sources
+    <out>/figures/<name>.png            PNG text chunk "Source" = JSON of its inputs
+    <out>/report.md                     every table and figure in report order
+    <out>/provenance.json               output file -> the runs / data it came from
+
+Regenerating from the same runs writes identical tables (rows sorted, fixed
+number formats, no dates). Paths are recorded as given (keep them relative
+for a repository's committed results).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import figures as fig
+from . import report_tables as rt
+from .fileio import load_json, save_json, save_text
+from .training import read_history
+
+__all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures"]
+
+
+@dataclass
+class ReportConfig:
+    """What to report on; every field but ``runs`` is optional."""
+
+    runs: list[str]  # trained models (Tables 6.1-6.3, appendices, per-patient)
+    backbone_runs: list[str] = field(default_factory=list)
+    tunings: list[str] = field(default_factory=list)
+    epoch_study_run: str | None = None
+    epoch_every: int = 25
+    dataset: str | None = None  # prepared slice dataset, for the data figures
+    eval_name: str = "eval_test"
+    out: str = "results"
+    title: str = "mslesion report"
+    note: str = ""  # how these results were produced, printed at the top of report.md
+
+
+class _Writer:
+    """Writes tables/figures and remembers, in order, what went where and from what."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.provenance: dict[str, dict] = {}
+        self.sections: list[str] = []
+
+    def table(self, name: str, table: pd.DataFrame, caption: str, sources: dict) -> None:
+        if table.empty:
+            return
+        paths = write_table(table, self.out / "tables" / name, caption, sources)
+        self.provenance[f"tables/{name}.csv"] = sources
+        self.sections.append(paths[1].read_text(encoding="utf-8"))
+
+    def figure(self, name: str, figure, caption: str, sources: dict) -> None:
+        fig.save_figure(figure, self.out / "figures" / f"{name}.png", sources)
+        self.provenance[f"figures/{name}.png"] = sources
+        self.sections.append(f"**{caption}**\n\n![{caption}](figures/{name}.png)\n")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        if np.isnan(value):
+            return "n/a"
+        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+    return str(value)
+
+
+def write_table(table: pd.DataFrame, stem: Path, caption: str, sources: dict) -> list[Path]:
+    """``stem.csv`` (full precision), ``stem.md`` and ``stem.tex`` (4 decimals), atomically."""
+    stem = Path(stem)
+    shown = table.map(_fmt)
+    save_text(stem.with_suffix(".csv"), table.to_csv(index=False, lineterminator="\n", float_format="%.6g"))
+    header = "| " + " | ".join(map(str, shown.columns)) + " |"
+    rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
+    body = ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in shown.to_numpy()]
+    src = "; ".join(f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(sources.items()))
+    md = f"**{caption}**\n\n" + "\n".join([header, rule, *body]) + f"\n\n<sub>Source: {src}</sub>\n"
+    save_text(stem.with_suffix(".md"), md)
+    latex = shown.to_latex(index=False, caption=caption, label=f"tab:{stem.name}", escape=True)
+    save_text(stem.with_suffix(".tex"), latex)
+    return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+
+
+def _histories(runs: list[Path]) -> dict[str, pd.DataFrame]:
+    return {rt.run_label(r): read_history(r) for r in runs}
+
+
+def _examples(runs: list[Path], eval_name: str) -> dict[str, list[dict]]:
+    out = {}
+    for run in runs:
+        path = run / eval_name / "examples.npz"
+        if not path.is_file():
+            continue
+        data = np.load(path)
+        keys = sorted({k.split("/")[0] for k in data.files}, key=lambda k: ("good", "average", "bad").index(k.split("_")[0]))
+        shown = []
+        for key in keys:
+            patient, k, dice, label = data[f"{key}/info"].tolist()
+            shown.append({"image": data[f"{key}/image"], "truth": data[f"{key}/truth"], "pred": data[f"{key}/pred"],
+                          "dice": float(dice), "label": label, "title": f"patient {patient}, slice {k}"})  # fmt: skip
+        if shown:
+            out[rt.run_label(run)] = shown
+    return out
+
+
+def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int = 8, seed: int = 0) -> dict:
+    """Figure 6.7 (dataset glimpse), 4.4 (slices with their masks) and 4.1 (orthogonal views) from a dataset."""
+    from .cohort import discover_cases
+    from .loading import load_case
+    from .prep import open_case, read_manifest
+
+    dataset = Path(dataset)
+    manifest = read_manifest(dataset)
+    rng = np.random.default_rng(seed)
+    lesion_rows = manifest[manifest.lesion_pixels > 0]
+    pick = lesion_rows.iloc[np.sort(rng.choice(len(lesion_rows), size=min(n, len(lesion_rows)), replace=False))]
+    images, masks, titles = [], [], []
+    for row in pick.itertuples():
+        image, mask, meta = open_case(dataset, row.patient)
+        centre = image.shape[-1] // 2
+        images.append(np.asarray(image[row.row, ..., centre]))
+        masks.append(np.asarray(mask[row.row, ..., 0]) > 0)
+        titles.append(f"patient {row.patient}, slice {row.slice_index}")
+    src = {"dataset": str(dataset), "slices": [f"{r.patient}:{r.slice_index}" for r in pick.itertuples()]}
+    figs = {
+        "dataset_glimpse": (fig.plot_image_grid(images, None, titles), "Figure 6.7: dataset glimpse (prepared slices)"),
+        "slices_with_masks": (fig.plot_image_grid(images[:4] * 1, masks[:4], titles[:4]),
+                              "Figure 4.4: slices with their lesion masks (red)"),
+    }  # fmt: skip
+    prep = load_json(dataset / "prep_config.json")
+    first = manifest.groupby("patient", sort=False).lesion_pixels.sum().idxmax()
+    case = [c for c in discover_cases(prep["source"], prep.get("layout_found") or "auto").cases if c.patient_id == first]
+    if case:
+        loaded = load_case(case[0], prep["modalities"], prep.get("mask_modality"), allow_empty_mask=True)
+        figs["orthogonal_views"] = (
+            fig.plot_orthogonal_views(loaded.stack[..., 0], loaded.mask, loaded.spacing_zhw_mm,
+                                      title=f"patient {first}: {prep['modalities'][0]} with lesion mask"),
+            "Figure 4.1: axial, coronal and sagittal views of a volume with its mask",
+        )  # fmt: skip
+    if writer is not None:
+        for name, (figure, caption) in figs.items():
+            writer.figure(name, figure, caption, src if name != "orthogonal_views" else {**src, "patient": first})
+    return {name: f for name, (f, _) in figs.items()}
+
+
+def build_report(config: ReportConfig | dict) -> Path:
+    """Write every table and figure the runs allow into ``config.out``; returns ``report.md``."""
+    config = ReportConfig(**config) if isinstance(config, dict) else config
+    out = Path(config.out)
+    w = _Writer(out)
+    runs = [Path(r) for r in config.runs]
+    src = {"runs": [str(r) for r in runs]}
+    ev = {**src, "evaluation": config.eval_name}
+    if runs:
+        w.table("table_6_1_parameters", rt.parameters_table(runs), "Table 6.1: number of parameters", src)
+        w.table("table_6_2_dice", rt.dice_table(runs), "Table 6.2: training and validation Dice (last epoch; best)", src)
+        w.table("table_6_3_test_iou", rt.test_iou_table(runs, config.eval_name),
+                "Table 6.3: test IoU (slice-level = seed 000's unit; volume = per patient)", ev)  # fmt: skip
+        w.table("appendix_i_accuracy_loss", rt.accuracy_loss_table(runs),
+                "Appendix I table 1: accuracy and loss (last epoch)", src)  # fmt: skip
+        per_patient = rt.per_patient_table(runs, config.eval_name)
+        w.table("per_patient_summary", rt.patient_summary_table(per_patient),
+                "Per-patient whole-volume metrics, mean ± SD over test patients", ev)  # fmt: skip
+        w.table("per_patient", per_patient, "Per-patient whole-volume metrics", ev)
+        lesionwise = rt.lesionwise_table(runs, config.eval_name)
+        w.table("lesionwise", lesionwise, "Lesion-wise detection by lesion size (voxels), summed over patients", ev)
+        histories = _histories(runs)
+        w.figure("dice_curves", fig.plot_metric_curves(histories, "dice"), "Figures 6.1-6.6: Dice per epoch", src)
+        w.figure("accuracy_loss", fig.plot_accuracy_loss(histories), "Appendix I figures: accuracy and loss", src)
+        examples = _examples(runs, config.eval_name)
+        if examples:
+            w.figure("predictions_good_average_bad", fig.plot_prediction_examples(examples),
+                     "Appendix II: good / average / bad predictions by slice-Dice tertile", ev)  # fmt: skip
+        if not lesionwise.empty:
+            w.figure("lesion_brackets", fig.plot_lesion_brackets(lesionwise),
+                     "Lesion recall and precision by lesion size", ev)  # fmt: skip
+    if config.backbone_runs:
+        bb = [Path(r) for r in config.backbone_runs]
+        w.table("backbone_comparison", rt.backbone_table(bb), "Backbone comparison", {"runs": [str(r) for r in bb]})
+    if config.tunings:
+        tunings = [Path(t) for t in config.tunings]
+        table = rt.lr_search_table(tunings)
+        tsrc = {"tunings": [str(t) for t in tunings]}
+        w.table("lr_search", table, "Learning-rate search: best validation Dice per trial", tsrc)
+        curves = {}
+        for t in tunings:
+            path = t / "trial_histories.json"
+            if path.is_file():
+                curves.update({f"trial {k} (lr {table.set_index('trial').learning_rate.get(k, float('nan')):g})": v
+                               for k, v in sorted(load_json(path).items())})  # fmt: skip
+        w.figure("lr_search", fig.plot_lr_search(table, curves or None), "Learning-rate search", tsrc)
+    if config.epoch_study_run:
+        run = Path(config.epoch_study_run)
+        w.table("epoch_study", rt.epoch_study_table(run, config.epoch_every),
+                f"Epoch study: validation Dice every {config.epoch_every} epochs", {"runs": [str(run)]})  # fmt: skip
+    if config.dataset:
+        dataset_figures(config.dataset, w)
+    save_json(out / "provenance.json", w.provenance)
+    head = f"# {config.title}\n\n" + (f"{config.note}\n\n" if config.note else "")
+    save_text(out / "report.md", head + "\n".join(w.sections))
+    return out / "report.md"

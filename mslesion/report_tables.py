@@ -1,0 +1,216 @@
+"""Run folders -> the report's tables as DataFrames (seed 000 ch. 6 and appendix I, seed 003 ch. 8).
+
+Every function reads what earlier stages wrote (``config.json``,
+``history.csv``, ``tuning.csv``, ``eval_*/``) and returns a DataFrame whose
+rows are sorted deterministically, so regenerating a report from the same runs
+gives identical tables. Numbers are not rounded here; :mod:`mslesion.report`
+formats them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .fileio import load_json
+from .training import epoch_study, read_history
+
+__all__ = [
+    "find_runs",
+    "find_tunings",
+    "run_label",
+    "parameters_table",
+    "dice_table",
+    "test_iou_table",
+    "accuracy_loss_table",
+    "backbone_table",
+    "lr_search_table",
+    "epoch_study_table",
+    "per_patient_table",
+    "patient_summary_table",
+    "lesionwise_table",
+]
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Finished training runs under ``root`` (folders with config.json, history.csv and a checkpoint)."""
+    root = Path(root)
+    found = [p.parent for p in root.rglob("history.csv") if (p.parent / "config.json").is_file()
+             and ((p.parent / "best.keras").is_file() or (p.parent / "final.keras").is_file())]  # fmt: skip
+    return sorted(found)
+
+
+def find_tunings(root: str | Path) -> list[Path]:
+    """Learning-rate searches under ``root`` (folders with tuning.csv)."""
+    return sorted(p.parent for p in Path(root).rglob("tuning.csv"))
+
+
+def run_label(run: str | Path) -> str:
+    """The name a run goes by in tables: Table 6.1's name for its report models, else its tag or model."""
+    from .models import REPORT_MODELS
+
+    cfg = load_json(Path(run) / "config.json")
+    tag = cfg.get("tag") or "base"
+    if tag in REPORT_MODELS:
+        spec = REPORT_MODELS[tag]
+        if spec.pretrained and not cfg.get("model_params", {}).get("weights"):
+            return spec.display_name.replace("and ImageNet weights", "(no ImageNet weights)")
+        return spec.display_name
+    return cfg.get("model", "?") if tag == "base" else tag
+
+
+def _mb(n: int) -> str:
+    """Parameter memory as seed 000 printed it: float32 bytes in MB, or KB when small."""
+    size = n * 4 / 2**20
+    return f"{n:,} ({size:.2f} MB)" if size >= 1 else f"{n:,} ({n * 4 / 2**10:.2f} KB)"
+
+
+def parameters_table(runs: list[Path]) -> pd.DataFrame:
+    """Table 6.1: trainable, non-trainable and total parameters (with MB) of each run's model."""
+    rows = []
+    for run in runs:
+        cfg = load_json(run / "config.json")
+        p = cfg["params"]
+        rows.append({"model": run_label(run), "registry": cfg["model"], "input": "x".join(map(str, cfg["input_shape"])),
+                     "trainable": _mb(p["trainable"]), "non_trainable": _mb(p["non_trainable"]),
+                     "total": _mb(p["total"]), "total_params": p["total"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _final(run: Path) -> pd.Series:
+    return read_history(run).iloc[-1]
+
+
+def dice_table(runs: list[Path]) -> pd.DataFrame:
+    """Table 6.2: training and validation Dice at the last epoch, and the best validation Dice."""
+    rows = []
+    for run in runs:
+        h = read_history(run)
+        best = int(h.val_dice.idxmax())
+        rows.append({"model": run_label(run), "epochs": len(h), "train_dice": float(h.dice.iloc[-1]),
+                     "val_dice": float(h.val_dice.iloc[-1]), "best_val_dice": float(h.val_dice.max()),
+                     "best_epoch": best + 1})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _eval_summary(run: Path, eval_name: str) -> dict | None:
+    path = run / eval_name / "summary.json"
+    return load_json(path) if path.is_file() else None
+
+
+def test_iou_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
+    """Table 6.3: test IoU. Slice-level (seed 000's unit) and per-patient volume IoU/Dice, labelled."""
+    rows = []
+    for run in runs:
+        s = _eval_summary(run, eval_name)
+        if s is None:
+            continue
+        rows.append({"model": run_label(run), "slice_level_iou": s["slice_level"]["pooled_iou"],
+                     "slice_level_dice": s["slice_level"]["pooled_dice"], "n_slices": s["slice_level"]["n_slices"],
+                     "volume_iou_mean": s["per_patient"]["iou"]["mean"],
+                     "volume_dice_mean": s["per_patient"]["dice"]["mean"], "patients": len(s["patients"])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def accuracy_loss_table(runs: list[Path]) -> pd.DataFrame:
+    """Appendix I table 1: training and validation accuracy and loss at the last epoch."""
+    rows = []
+    for run in runs:
+        f = _final(run)
+        rows.append({"model": run_label(run), "train_accuracy": float(f.accuracy), "val_accuracy": float(f.val_accuracy),
+                     "train_loss": float(f.loss), "val_loss": float(f.val_loss),
+                     "loss": load_json(run / "config.json")["loss"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def backbone_table(runs: list[Path]) -> pd.DataFrame:
+    """Backbone comparison (seed 000 s. 5.1, seed 004): size, training speed and validation Dice per encoder."""
+    rows = []
+    for run in runs:
+        cfg = load_json(run / "config.json")
+        h = read_history(run)
+        params = cfg.get("model_params", {})
+        rows.append({"model": run_label(run), "registry": cfg["model"],
+                     "backbone": params.get("backbone", "none (scratch)"),
+                     "weights": str(params.get("weights") or params.get("encoder_weights") or "none"),
+                     "total_params": cfg["params"]["total"], "trainable_params": cfg["params"]["trainable"],
+                     "train_img_per_s": float(h.img_per_s.median()) if "img_per_s" in h else math.nan,
+                     "best_val_dice": float(h.val_dice.max()), "best_epoch": int(h.val_dice.idxmax()) + 1,
+                     "epochs": len(h)})  # fmt: skip
+    return pd.DataFrame(rows).sort_values(["best_val_dice", "model"], ascending=[False, True], ignore_index=True)
+
+
+def lr_search_table(tunings: list[Path]) -> pd.DataFrame:
+    """Learning-rate search (seed 000 s. 5.2.2): one row per trial, best first within each search."""
+    frames = []
+    for t in tunings:
+        cfg = load_json(t / "config.json")
+        table = pd.read_csv(t / "tuning.csv", dtype={"trial": str})
+        table.insert(0, "model", cfg["model"] if cfg.get("tag", "lr_search") == "lr_search" else cfg["tag"])
+        table.insert(1, "tuner", cfg["tuner"])
+        frames.append(table.sort_values(["best_val_dice", "trial"], ascending=[False, True]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def epoch_study_table(run: Path, every: int) -> pd.DataFrame:
+    """Seed 000 s. 5.2.1: validation Dice after every ``every`` epochs of one long run."""
+    table = pd.DataFrame(epoch_study(run, every))
+    table.insert(0, "model", run_label(run))
+    return table
+
+
+def per_patient_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
+    """Every run's per-patient whole-volume metrics, one row per (model, patient)."""
+    frames = []
+    cols = ["patient", "dice", "iou", "sensitivity", "specificity", "ppv", "npv", "extra_fraction", "volume_true_ml",
+            "volume_pred_ml", "abs_volume_diff_ml", "rel_volume_diff", "hd95_mm", "n_true_lesions", "tp_lesions",
+            "fn_lesions", "fp_lesions", "lesion_tpr", "lesion_fpr", "lesion_f1"]  # fmt: skip
+    for run in runs:
+        path = run / eval_name / "per_patient.csv"
+        if path.is_file():
+            table = pd.read_csv(path, dtype={"patient": str})
+            table = table[[c for c in cols if c in table]]
+            table.insert(0, "model", run_label(run))
+            frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def patient_summary_table(per_patient: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± standard deviation over patients per model ("n/a" counted, never averaged in)."""
+    if per_patient.empty:
+        return pd.DataFrame()
+    keys = ["dice", "iou", "sensitivity", "ppv", "abs_volume_diff_ml", "hd95_mm", "lesion_tpr", "lesion_fpr", "lesion_f1"]
+    rows = []
+    for model, group in per_patient.groupby("model", sort=False):
+        row = {"model": model, "patients": len(group)}
+        for key in keys:
+            v = group[key].to_numpy(float)
+            v = v[np.isfinite(v)]
+            row[key] = f"{v.mean():.3f} ± {v.std():.3f}" if v.size else "n/a"
+            if v.size < len(group):
+                row[key] += f" ({len(group) - v.size} n/a)"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lesionwise_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
+    """Seed 003's lesion table per model: lesion counts summed over patients, by size bracket."""
+    rows = []
+    for run in runs:
+        path = run / eval_name / "lesions.csv"
+        if not path.is_file():
+            continue
+        table = pd.read_csv(path, dtype={"patient": str})
+        s = load_json(run / eval_name / "summary.json")
+        for bracket, g in table.groupby("bracket", sort=False):
+            n_true, tp, fn, fp = (int(g[c].sum()) for c in ("n_true_lesions", "tp_lesions", "fn_lesions", "fp_lesions"))
+            n_pred = int(g["n_pred_lesions"].sum())
+            rows.append({"model": run_label(run), "bracket": bracket, "n_true_lesions": n_true, "tp_lesions": tp,
+                         "fn_lesions": fn, "fp_lesions": fp, "n_pred_lesions": n_pred,
+                         "lesion_recall": tp / n_true if n_true else math.nan,
+                         "lesion_precision": (n_pred - fp) / n_pred if n_pred else math.nan,
+                         "connectivity": s["connectivity"], "detection_fraction": s["detection_fraction"]})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,92 @@
+"""Report: tables and figures from run folders, deterministic, with provenance."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mslesion.cli import main
+from mslesion.evaluation import EvalConfig, evaluate
+from mslesion.report import ReportConfig, build_report
+from mslesion.report_tables import _mb, find_runs, lesionwise_table, run_label
+from mslesion.tuning import tune
+
+TABLES = ("table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
+          "per_patient_summary", "per_patient", "lesionwise", "backbone_comparison", "lr_search", "epoch_study")  # fmt: skip
+FIGURES = ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lesion_brackets", "lr_search",
+           "dataset_glimpse", "slices_with_masks", "orthogonal_views")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(trained_run) -> dict:
+    evaluate(trained_run, EvalConfig(), verbose=False)
+    cfg = json.loads((trained_run / "config.json").read_text())
+    search = tune({"dataset": cfg["dataset"], "model": "kuc.unet", "model_params": {"filter_num": [8, 16]},
+                   "learning_rates": [1e-2, 1e-3], "max_trials": 2, "epochs": 1,
+                   "runs_root": str(trained_run.parents[2] / "tuning"), "overwrite": True})  # fmt: skip
+    return {"runs": [str(trained_run)], "backbone_runs": [str(trained_run)], "tunings": [str(search)],
+            "epoch_study_run": str(trained_run), "epoch_every": 2, "dataset": cfg["dataset"]}
+
+
+def test_report_writes_every_table_and_figure_with_provenance(study, tmp_path):
+    md = build_report(ReportConfig(**study, out=str(tmp_path / "r")))
+    out = md.parent
+    for name in TABLES:
+        for suffix in (".csv", ".md", ".tex"):
+            assert (out / "tables" / f"{name}{suffix}").stat().st_size > 50, name + suffix
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 5_000, name
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["tables/table_6_2_dice.csv"]["runs"] == study["runs"]
+    assert provenance["tables/lr_search.csv"]["tunings"] == study["tunings"]
+    assert json.loads(Image.open(out / "figures" / "dice_curves.png").text["Source"])["runs"] == study["runs"]
+    text = md.read_text()
+    assert "Table 6.1" in text and "figures/orthogonal_views.png" in text and "Source: " in text
+    dice = pd.read_csv(out / "tables" / "table_6_2_dice.csv")
+    history = pd.read_csv(Path(study["runs"][0]) / "history.csv")
+    assert dice.val_dice[0] == pytest.approx(history.val_dice.iloc[-1], rel=1e-5)
+    assert dice.best_val_dice[0] == pytest.approx(history.val_dice.max(), rel=1e-5)
+    assert pd.read_csv(out / "tables" / "epoch_study.csv").epoch.tolist() == [2, 4, 6]
+    assert len(pd.read_csv(out / "tables" / "lr_search.csv")) == 2
+
+
+def test_report_twice_gives_identical_tables_and_figures(study, tmp_path):
+    outs = [build_report(ReportConfig(**study, out=str(tmp_path / f"r{i}"))).parent for i in range(2)]
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    assert len(files) > 30
+    for rel in files:
+        assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
+
+
+def test_lesionwise_table_sums_patients_per_bracket(study):
+    run = Path(study["runs"][0])
+    table = lesionwise_table([run])
+    per_patient = pd.read_csv(run / "eval_test" / "lesions.csv", dtype={"patient": str})
+    assert len(table) == 4
+    assert table.tp_lesions.sum() == per_patient.tp_lesions.sum()
+    assert table.n_true_lesions.sum() == per_patient.n_true_lesions.sum()
+    assert set(table.connectivity) == {26}
+
+
+def test_parameter_sizes_are_printed_like_seed_000():
+    assert _mb(31_172_417) == "31,172,417 (118.91 MB)"
+    assert _mb(13_696) == "13,696 (53.50 KB)"
+
+
+def test_report_model_label_says_when_imagenet_weights_were_not_used(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"tag": "unet_vgg16_imagenet", "model": "kuc.unet",
+                                                 "model_params": {"weights": None}}))  # fmt: skip
+    assert run_label(run) == "UNet with VGG Backbone (no ImageNet weights)"
+    (run / "config.json").write_text(json.dumps({"tag": "unet_vgg16_imagenet", "model_params": {"weights": "imagenet"}}))
+    assert run_label(run) == "UNet with VGG Backbone and ImageNet weights"
+
+
+def test_cli_report_finds_runs_under_a_root(study, tmp_path):
+    root = Path(study["runs"][0]).parents[1]
+    assert main(["report", "--runs", str(root), "--out", str(tmp_path / "c")]) == 0
+    assert find_runs(root) == [Path(study["runs"][0])]
+    assert (tmp_path / "c" / "tables" / "table_6_3_test_iou.csv").is_file()
