@@ -90,12 +90,19 @@ def overlay_rgb(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.nd
 
 
 def _show_mask(ax, mask: np.ndarray | None, **imshow_kwargs) -> None:
-    """Draw ``mask`` as a translucent red fill with a red contour (2D, bool)."""
+    """Draw ``mask`` as a translucent red fill with an opaque red outline (2D, bool).
+
+    The outline is the mask's edge pixels, not ``ax.contour``: contour lines
+    rendered differently on the first draw of a process, breaking byte-identical PNGs.
+    """
     if mask is None or not np.any(mask):
         return
+    from scipy import ndimage
+
     mask = np.asarray(mask, bool)
+    edge = mask & ~ndimage.binary_erosion(mask)
     ax.imshow(np.ma.masked_where(~mask, mask), cmap=_MASK_CMAP, alpha=0.35, interpolation="nearest", **imshow_kwargs)
-    ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8, **imshow_kwargs)
+    ax.imshow(np.ma.masked_where(~edge, edge), cmap=_MASK_CMAP, alpha=1.0, interpolation="nearest", **imshow_kwargs)
 
 
 def _grid(n: int, ncols: int, panel_in: tuple[float, float]) -> tuple[Figure, list]:
