@@ -71,6 +71,9 @@ def add_prep(subparsers) -> None:
     p.add_argument("--fit", choices=FITS, default=d.fit)
     p.add_argument("--context", type=int, default=d.context, help="2.5D: odd number of adjacent slices as channels")
     p.add_argument("--context-padding", choices=("edge", "zero"), default=d.context_padding)
+    p.add_argument("--crop", choices=("none", "brain"), default=d.crop,
+                   help="brain: crop slices to the head's bounding box (seed 001), undone at evaluation")  # fmt: skip
+    p.add_argument("--crop-margin", type=int, default=d.crop_margin, help="pixels kept around the box")
     p.add_argument("--split", choices=SPLIT_MODES, default=d.split)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)
@@ -88,7 +91,8 @@ def add_prep(subparsers) -> None:
             mask_modality=a.mask_modality, allow_empty_masks=a.allow_empty_masks, selection=a.selection,
             entropy_threshold_bits=a.entropy_threshold, min_foreground_fraction=a.min_foreground,
             normalisation=a.normalisation, percentiles=tuple(a.percentiles), size=tuple(a.size), fit=a.fit,
-            context=a.context, context_padding=a.context_padding, split=a.split, test_fraction=a.test_fraction,
+            context=a.context, context_padding=a.context_padding, crop=a.crop, crop_margin=a.crop_margin,
+            split=a.split, test_fraction=a.test_fraction,
             val_fraction=a.val_fraction, folds=a.folds, seed=a.seed,
         )  # fmt: skip
         summary = prepare_dataset(a.source, a.out_dir, config, jobs=a.jobs, progress=not a.no_progress)

@@ -98,7 +98,8 @@ def predict_volume(run: TrainedRun, case: LoadedCase, batch_size: int = 16) -> n
             f"{run.run_dir} expects {run.input_shape}; modalities {case.modalities} vs {list(run.prep.modalities)}"
         )
     probs = predict_slices(run.model, sliced.images, batch_size)
-    return to_native_stack(probs, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability")
+    return to_native_stack(probs, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability",
+                           sliced.crop_box)  # fmt: skip
 
 
 def write_mask(mask_zhw: np.ndarray, case: LoadedCase, out: str | Path) -> list[Path]:

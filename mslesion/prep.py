@@ -65,6 +65,8 @@ class PrepConfig:
     fit: str = "pad"
     context: int = 1
     context_padding: str = "edge"
+    crop: str = "none"  # "brain": crop slices to the head's bounding box (seed 001), recorded for the inverse
+    crop_margin: int = 4
     split: str = "holdout"
     test_fraction: float = 0.1
     val_fraction: float = 0.1
@@ -80,7 +82,7 @@ class PrepConfig:
 
     def slicing_kwargs(self) -> dict:
         keys = ("selection", "entropy_threshold_bits", "min_foreground_fraction", "foreground", "normalisation",
-                "percentiles", "size", "fit", "context", "context_padding")  # fmt: skip
+                "percentiles", "size", "fit", "context", "context_padding", "crop", "crop_margin")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def to_dict(self) -> dict:
@@ -140,6 +142,7 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
         "stack_shape_zhw": list(loaded.stack.shape[:3]),
         "spacing_zhw_mm": loaded.spacing_zhw_mm,
         "geometry": sliced.geometry.to_dict(),
+        "crop_box": list(sliced.crop_box) if sliced.crop_box else None,
         "normalisation": [n.to_dict() for n in sliced.normalisations],
         "source": {
             "image_files": [str(p) for p in loaded.image_files],
@@ -153,7 +156,7 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
 
 
 def _manifest_rows(loaded: LoadedCase, sliced: CaseSlices) -> list[dict]:
-    h, w = sliced.geometry.native_hw
+    h, w = loaded.stack.shape[1:3]
     spacing = "x".join(f"{s:g}" for s in loaded.spacing_zhw_mm) if loaded.spacing_zhw_mm else ""
     rows = []
     for row, k in enumerate(sliced.slice_indices):

@@ -45,6 +45,7 @@ class CaseSlices:
     normalisations: list[Normalisation]
     channels: list[str]
     n_slices_total: int
+    crop_box: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1) of the native slice, or None
 
 
 def select_slices(
@@ -120,11 +121,16 @@ def slice_case(
     fit: str = "pad",
     context: int = 1,
     context_padding: str = "edge",
+    crop: str = "none",
+    crop_margin: int = 4,
 ) -> CaseSlices:
-    """Normalise per volume, select slices, stack 2.5D context, resize.
+    """Normalise per volume, select slices, stack 2.5D context, (crop,) resize.
 
     The foreground (for z-score statistics and ``brain`` selection) and the
-    entropy are computed on the first modality's raw intensities.
+    entropy are computed on the first modality's raw intensities. ``crop="brain"``
+    cuts every slice to the in-plane bounding box of the volume's foreground
+    plus ``crop_margin`` pixels (seed 001 cropped the black background to 160x160);
+    the box is recorded so predictions map back (:func:`to_native_stack`).
     """
     if stack.ndim != 4 or mask.shape != stack.shape[:3]:
         raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
@@ -134,14 +140,17 @@ def slice_case(
     # known from the mask alone, so then only the kept slices need them (for
     # the manifest), unless normalisation needs the whole foreground.
     keep = np.flatnonzero(mask.any(axis=(1, 2))) if selection == "lesion" else None
-    fg = foreground_mask(first, foreground, slices=keep if keep is not None and normalisation == "none" else None)
+    partial = keep is not None and normalisation == "none" and crop == "none"
+    fg = foreground_mask(first, foreground, slices=keep if partial else None)
     entropy = slice_entropy_bits(first, slices=keep)
     norms = [fit_normalisation(stack[..., i], fg, normalisation, percentiles) for i in range(m)]
     if keep is None:
         keep = select_slices(mask, fg, entropy, selection, entropy_threshold_bits, min_foreground_fraction)
         entropy = entropy[keep]
     spacing_hw = tuple(spacing_zhw_mm[1:]) if spacing_zhw_mm is not None else None
-    geom = plan_geometry((h, w), size, fit, spacing_hw)
+    box = _crop_box(fg if crop == "brain" else None, crop, crop_margin, (h, w))
+    r0, r1, c0, c1 = box or (0, h, 0, w)
+    geom = plan_geometry((r1 - r0, c1 - c0), size, fit, spacing_hw)
 
     n, c = len(keep), m * context
     images = np.empty((n, *geom.size, c), dtype=np.float32)
@@ -151,9 +160,9 @@ def slice_case(
         planes = []
         for vol in normalised:
             for j in context_indices(int(k), z, context, context_padding):
-                planes.append(vol[j] if j >= 0 else np.zeros((h, w), np.float32))
+                planes.append(vol[j, r0:r1, c0:c1] if j >= 0 else np.zeros((r1 - r0, c1 - c0), np.float32))
         images[row] = to_model(np.stack(planes, axis=-1), geom, "image")
-        masks[row] = to_model(mask[k].astype(np.uint8)[..., None], geom, "mask")
+        masks[row] = to_model(mask[k, r0:r1, c0:c1].astype(np.uint8)[..., None], geom, "mask")
     return CaseSlices(
         images=images,
         masks=masks,
@@ -166,7 +175,23 @@ def slice_case(
         normalisations=norms,
         channels=channel_names(modalities, context),
         n_slices_total=z,
+        crop_box=box,
     )
+
+
+CROPS = ("none", "brain")
+
+
+def _crop_box(fg: np.ndarray | None, crop: str, margin: int, hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """In-plane bounding box of the foreground over all slices, plus ``margin``; None without cropping."""
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; known: {CROPS}")
+    if crop == "none" or fg is None or not fg.any():
+        return None
+    rows, cols = np.flatnonzero(fg.any(axis=(0, 2))), np.flatnonzero(fg.any(axis=(0, 1)))
+    h, w = hw
+    return (max(0, int(rows[0]) - margin), min(h, int(rows[-1]) + 1 + margin),
+            max(0, int(cols[0]) - margin), min(w, int(cols[-1]) + 1 + margin))  # fmt: skip
 
 
 def to_native_stack(
@@ -175,6 +200,7 @@ def to_native_stack(
     indices: list[int] | np.ndarray,
     stack_shape_zhw: tuple[int, int, int],
     kind: str = "probability",
+    crop_box: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """Model-grid slices -> the canonical ``(Z, H, W)`` stack; slices not listed stay 0.
 
@@ -182,6 +208,7 @@ def to_native_stack(
         slices: ``(N, S, S)`` or ``(N, S, S, 1)``.
         indices: the axial index of each of the N slices.
         kind: ``probability`` (bilinear) or ``mask`` (nearest neighbour).
+        crop_box: ``(row0, row1, col0, col1)`` the slices were cropped to; outside it stays 0.
     """
     slices = np.asarray(slices)
     if slices.ndim == 4:
@@ -190,8 +217,9 @@ def to_native_stack(
         raise ValueError(f"got {len(slices)} slices but {len(indices)} slice indices")
     dtype = np.float32 if kind == "probability" else np.uint8
     stack = np.zeros(tuple(stack_shape_zhw), dtype=dtype)
+    r0, r1, c0, c1 = crop_box or (0, stack.shape[1], 0, stack.shape[2])
     for row, k in enumerate(indices):
-        stack[k] = to_native(slices[row], geometry, kind)
+        stack[k, r0:r1, c0:c1] = to_native(slices[row], geometry, kind)
     return stack
 
 
@@ -215,6 +243,7 @@ def to_native_volume(slices: np.ndarray, meta: dict, kind: str = "probability") 
     if len(slices) != len(indices):
         raise ValueError(f"got {len(slices)} slices but the case has {len(indices)}")
     geom = SliceGeometry.from_dict(meta["geometry"])
-    stack = to_native_stack(slices, geom, indices, tuple(meta["stack_shape_zhw"]), kind)
+    box = meta.get("crop_box")
+    stack = to_native_stack(slices, geom, indices, tuple(meta["stack_shape_zhw"]), kind, tuple(box) if box else None)
     affine = meta["source"].get("affine")
     return stack if affine is None else from_axial_stack(stack, np.asarray(affine))

@@ -155,3 +155,28 @@ def test_inverse_mapping_of_a_perfect_prediction_is_the_source_mask(tmp_path):
 @requires(LJUBLJANA)
 def test_inverse_mapping_on_ljubljana_is_exact():
     _inverse_check(discover_cases(LJUBLJANA).cases[0], (256, 256))
+
+
+def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mslesion import inference
+    from mslesion.prep import PrepConfig
+
+    generate_cohort(tmp_path, 1, seed=4, shape=(170, 190, 8), spacing_mm=(0.9, 0.9, 5.0))
+    loaded = load_case(discover_cases(tmp_path).cases[0])
+    seen = {}
+
+    def recording_slice_case(*args, **kwargs):
+        seen["sliced"] = slice_case(*args, **kwargs)
+        return seen["sliced"]
+
+    monkeypatch.setattr(inference, "slice_case", recording_slice_case)
+    # a "network" that returns the prepared mask of each slice
+    monkeypatch.setattr(inference, "predict_slices", lambda model, images, batch_size=16:
+                        seen["sliced"].masks[..., 0].astype(np.float32))  # fmt: skip
+    run = SimpleNamespace(prep=PrepConfig(size=(256, 256), crop="brain"), input_shape=(256, 256, 1), model=None,
+                          run_dir=tmp_path)  # fmt: skip
+    prob = inference.predict_volume(run, loaded)
+    assert seen["sliced"].crop_box is not None
+    np.testing.assert_array_equal(prob > 0.5, loaded.mask)

@@ -55,3 +55,25 @@ def test_slice_case_resizes_and_records_geometry():
     assert out.geometry.native_hw == (40, 30) and out.geometry.pad == (0, 0, 5, 5)
     assert out.normalisations[0].method == "zscore"
     assert out.images.mean() == pytest.approx(0, abs=0.05)
+
+
+def test_brain_crop_is_recorded_and_undone_exactly(tmp_path):
+    from mslesion.cohort import discover_cases
+    from mslesion.loading import load_case
+    from mslesion.synthetic import generate_cohort
+    from mslesion.slicing import slice_case, to_native_stack
+
+    generate_cohort(tmp_path, 1, seed=2, shape=(200, 180, 10), spacing_mm=(0.9, 0.9, 5.0))
+    loaded = load_case(discover_cases(tmp_path).cases[0])
+    full = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, selection="all",
+                      size=(256, 256))  # fmt: skip
+    cropped = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, selection="all",
+                         size=(256, 256), crop="brain", crop_margin=3)  # fmt: skip
+    r0, r1, c0, c1 = cropped.crop_box
+    assert full.crop_box is None and 0 < r1 - r0 < 200 and 0 < c1 - c0 < 180
+    assert cropped.geometry.native_hw == (r1 - r0, c1 - c0)
+    back = to_native_stack(cropped.masks.astype(np.float32), cropped.geometry, cropped.slice_indices,
+                           loaded.stack.shape[:3], crop_box=cropped.crop_box) > 0.5  # fmt: skip
+    np.testing.assert_array_equal(back, loaded.mask)  # the lesions lie inside the head
+    # the head fills more of the model grid once the background is cut away
+    assert cropped.masks.sum() > full.masks.sum()
