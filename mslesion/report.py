@@ -34,6 +34,7 @@ class ReportConfig:
 
     runs: list[str]  # trained models (Tables 6.1-6.3, appendices, per-patient)
     backbone_runs: list[str] = field(default_factory=list)
+    comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (seeds 001-003)
     tunings: list[str] = field(default_factory=list)
     epoch_study_run: str | None = None
     epoch_every: int = 25
@@ -185,6 +186,11 @@ def build_report(config: ReportConfig | dict) -> Path:
     if config.backbone_runs:
         bb = [Path(r) for r in config.backbone_runs]
         w.table("backbone_comparison", rt.backbone_table(bb), "Backbone comparison", {"runs": [str(r) for r in bb]})
+    if config.comparison_runs:
+        cmp = [Path(r) for r in config.comparison_runs]
+        w.table("model_comparison", rt.model_comparison_table(cmp, config.eval_name),
+                "2D and 3D models on the same split: size, training speed (images or patches/s), per-patient Dice, "
+                "lesion F1", {"runs": [str(r) for r in cmp], "evaluation": config.eval_name})  # fmt: skip
     if config.tunings:
         tunings = [Path(t) for t in config.tunings]
         table = rt.lr_search_table(tunings)

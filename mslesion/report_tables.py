@@ -32,6 +32,7 @@ __all__ = [
     "per_patient_table",
     "patient_summary_table",
     "lesionwise_table",
+    "model_comparison_table",
 ]
 
 
@@ -213,4 +214,23 @@ def lesionwise_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataF
                          "lesion_recall": tp / n_true if n_true else math.nan,
                          "lesion_precision": (n_pred - fp) / n_pred if n_pred else math.nan,
                          "connectivity": s["connectivity"], "detection_fraction": s["detection_fraction"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def model_comparison_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
+    """2D and 3D models side by side on one split: size, training speed, per-patient Dice and lesion F1."""
+    rows = []
+    for run in runs:
+        cfg = load_json(run / "config.json")
+        h = read_history(run)
+        s = _eval_summary(run, eval_name)
+        shape = cfg.get("input_shape") or cfg.get("patch")
+        rows.append({"model": run_label(run), "registry": cfg["model"], "input": "x".join(map(str, shape or [])),
+                     "total_params": cfg["params"]["total"],
+                     "train_img_per_s": float(h.img_per_s.median()) if "img_per_s" in h else math.nan,
+                     "best_val_dice": float(h.val_dice.max()),
+                     "patient_dice_mean": s["per_patient"]["dice"]["mean"] if s else math.nan,
+                     "lesion_f1_mean": s["per_patient"]["lesion_f1"]["mean"] if s else math.nan,
+                     "test_patients": len(s["patients"]) if s else 0,
+                     "dataset": Path(cfg["dataset"]).name})  # fmt: skip
     return pd.DataFrame(rows)

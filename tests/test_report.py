@@ -13,7 +13,7 @@ from mslesion.report import ReportConfig, build_report
 from mslesion.report_tables import _mb, find_runs, lesionwise_table, run_label
 from mslesion.tuning import tune
 
-TABLES = ("table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
+TABLES = ("model_comparison", "table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
           "per_patient_summary", "per_patient", "lesionwise", "backbone_comparison", "lr_search", "epoch_study")  # fmt: skip
 FIGURES = ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lesion_brackets", "lr_search",
            "dataset_glimpse", "slices_with_masks", "orthogonal_views")  # fmt: skip
@@ -26,8 +26,13 @@ def study(trained_run) -> dict:
     search = tune({"dataset": cfg["dataset"], "model": "kuc.unet", "model_params": {"filter_num": [8, 16]},
                    "learning_rates": [1e-2, 1e-3], "max_trials": 2, "epochs": 1,
                    "runs_root": str(trained_run.parents[2] / "tuning"), "overwrite": True})  # fmt: skip
-    return {"runs": [str(trained_run)], "backbone_runs": [str(trained_run)], "tunings": [str(search)],
+    return {"runs": [str(trained_run)], "backbone_runs": [str(trained_run)], "comparison_runs": [str(trained_run)],
+            "tunings": [str(search)],
             "epoch_study_run": str(trained_run), "epoch_every": 2, "dataset": cfg["dataset"]}
+
+
+def per_patient_dice(study) -> float:
+    return float(pd.read_csv(Path(study["runs"][0]) / "eval_test" / "per_patient.csv").dice.mean())
 
 
 def test_report_writes_every_table_and_figure_with_provenance(study, tmp_path):
@@ -50,6 +55,8 @@ def test_report_writes_every_table_and_figure_with_provenance(study, tmp_path):
     assert dice.best_val_dice[0] == pytest.approx(history.val_dice.max(), rel=1e-5)
     assert pd.read_csv(out / "tables" / "epoch_study.csv").epoch.tolist() == [2, 4, 6]
     assert len(pd.read_csv(out / "tables" / "lr_search.csv")) == 2
+    comparison = pd.read_csv(out / "tables" / "model_comparison.csv")
+    assert comparison.patient_dice_mean[0] == pytest.approx(per_patient_dice(study), rel=1e-5)
 
 
 def test_report_twice_gives_identical_tables_and_figures(study, tmp_path):
