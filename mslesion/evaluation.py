@@ -104,29 +104,17 @@ def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
         wanted = config.patients or split_patients_of(dataset, config.part, run.config.get("fold", 0))
         if not wanted:
             raise ValueError(f"{dataset}: the split has no {config.part!r} patients in fold {run.config.get('fold', 0)}")
-        source = _prep_source(run)
-        found = discover_cases(source, _prep_layout(run), prep.image_patterns, prep.mask_patterns)
+        source = run.prep_record.get("source")
+        if not source or not Path(source).is_dir():
+            raise FileNotFoundError(f"{run.run_dir}: the volumes it was prepared from ({source}) are gone; pass source=")
+        layout = run.prep_record.get("layout_found") or "auto"
+        found = discover_cases(source, layout, prep.image_patterns, prep.mask_patterns)
         label = f"{config.part} part of {dataset} (fold {run.config.get('fold', 0)}), volumes from {source}"
     cases = found.cases if wanted is None else [c for c in found.cases if c.patient_id in set(map(str, wanted))]
     missing = set(map(str, wanted or [])) - {c.patient_id for c in cases}
     if missing:
         raise FileNotFoundError(f"patients {sorted(missing)} not found under {found.cases[0].folder.parent}")
     return cases, label
-
-
-def _prep_source(run: TrainedRun) -> str:
-    from .inference import run_prep_config
-
-    source = run_prep_config(run.run_dir).get("source")
-    if not source or not Path(source).is_dir():
-        raise FileNotFoundError(f"{run.run_dir}: the volumes it was prepared from ({source}) are gone; pass source=")
-    return source
-
-
-def _prep_layout(run: TrainedRun) -> str:
-    from .inference import run_prep_config
-
-    return run_prep_config(run.run_dir).get("layout_found") or "auto"
 
 
 def _default_out(run_dir: Path, config: EvalConfig) -> Path:

@@ -42,6 +42,7 @@ class TrainedRun:
     model: object
     prep: PrepConfig
     config: dict
+    prep_record: dict  # prep_config.json as written: also where the volumes came from (source, layout_found)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -73,8 +74,9 @@ def open_run(run_dir: str | Path, checkpoint: str = "best") -> TrainedRun:
     path = run_dir / f"{checkpoint}.keras"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (is the run finished?)")
-    return TrainedRun(run_dir, checkpoint, load_model(path), PrepConfig.from_dict(run_prep_config(run_dir)),
-                      load_json(run_dir / "config.json"))  # fmt: skip
+    record = run_prep_config(run_dir)
+    return TrainedRun(run_dir, checkpoint, load_model(path), PrepConfig.from_dict(record),
+                      load_json(run_dir / "config.json"), record)  # fmt: skip
 
 
 def predict_slices(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
