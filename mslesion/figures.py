@@ -37,6 +37,7 @@ __all__ = [
     "plot_lr_search",
     "plot_lesion_brackets",
     "save_figure",
+    "plot_attention_maps",
 ]
 
 DPI = 100
@@ -391,3 +392,75 @@ def save_figure(fig: Figure, path: str | Path, sources: dict | None = None) -> P
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata=metadata)
     return path
+
+
+def _show_outline(ax, mask: np.ndarray | None) -> None:
+    """Draw only the edge pixels of ``mask`` in opaque red (no ``ax.contour``, see :func:`_show_mask`)."""
+    if mask is None or not np.any(mask):
+        return
+    from scipy import ndimage
+
+    mask = np.asarray(mask, bool)
+    edge = mask & ~ndimage.binary_erosion(mask)
+    ax.imshow(np.ma.masked_where(~edge, edge), cmap=_MASK_CMAP, alpha=1.0, interpolation="nearest")
+
+
+def _upsample_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a 2D array to ``shape`` (pixel ``i`` takes source ``i * h // H``)."""
+    rows = np.arange(shape[0]) * values.shape[0] // shape[0]
+    cols = np.arange(shape[1]) * values.shape[1] // shape[1]
+    return values[np.ix_(rows, cols)]
+
+
+def plot_attention_maps(
+    image: np.ndarray, maps: dict[str, np.ndarray], truth: np.ndarray | None = None, title: str = ""
+) -> Figure:
+    """An input slice and the attention coefficients of each gate (seed 003 figure 8.5).
+
+    Args:
+        image: (H, W) float slice, any range (windowed at its 1st-99th percentiles), or
+            (H, W, C), of which the middle channel ``C // 2`` is shown (the centre of
+            adjacent slices).
+        maps: gate name -> coefficients in [0, 1] of one image, (h, w), (h, w, 1) or
+            (1, h, w, 1) with h, w dividing H, W, e.g. one item of
+            :func:`mslesion.models.pyramid_att_unet.attention_maps` (deepest first);
+            each is shown upsampled (nearest neighbour) to the image size.
+        truth: (H, W) bool reference mask, outlined in red on every panel, or None.
+        title: figure title.
+
+    Returns:
+        Figure with ``len(maps) + 2`` axes: the image, one per map, and one shared
+        colourbar labelled "attention coefficient" (0 to 1).
+    """
+    image = np.asarray(image)
+    if image.ndim == 3:
+        image = image[..., image.shape[-1] // 2]
+    if image.ndim != 2:
+        raise ValueError(f"need an (H, W) or (H, W, C) image, got shape {image.shape}")
+    if not maps:
+        raise ValueError("nothing to plot: no attention maps")
+    if truth is not None and np.shape(truth) != image.shape:
+        raise ValueError(f"truth shape {np.shape(truth)} does not match image shape {image.shape}")
+    shown = {}
+    for name, values in maps.items():
+        values = np.asarray(values, dtype=np.float64)
+        values = values.reshape(values.shape[-3:-1]) if values.ndim >= 3 else values
+        if values.ndim != 2 or any(s % v for s, v in zip(image.shape, values.shape)):
+            raise ValueError(f"map {name!r} of shape {np.shape(maps[name])} does not tile image {image.shape}")
+        shown[name] = (values.shape, _upsample_nearest(values, image.shape))
+    n = 1 + len(shown)
+    fig = Figure(figsize=(3.0 * n + 0.8, 3.4), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False).ravel()
+    axes[0].imshow(_window(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    _show_outline(axes[0], truth)
+    axes[0].set_title("image, truth outlined" if truth is not None else "image")
+    colours = None
+    for ax, (name, (size, values)) in zip(axes[1:], shown.items()):
+        colours = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        _show_outline(ax, truth)
+        ax.set_title(f"{name} ({size[0]}x{size[1]})")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.colorbar(colours, ax=list(axes[1:]), label="attention coefficient", shrink=0.85)
+    fig.suptitle(title or "attention coefficients per gate")
+    return fig

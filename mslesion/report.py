@@ -25,7 +25,7 @@ from . import report_tables as rt
 from .fileio import load_json, save_json, save_text
 from .training import read_history
 
-__all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures"]
+__all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures", "attention_figure"]
 
 
 @dataclass
@@ -35,6 +35,7 @@ class ReportConfig:
     runs: list[str]  # trained models (Tables 6.1-6.3, appendices, per-patient)
     backbone_runs: list[str] = field(default_factory=list)
     comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (seeds 001-003)
+    attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (seed 003 fig. 8.5)
     tunings: list[str] = field(default_factory=list)
     epoch_study_run: str | None = None
     epoch_every: int = 25
@@ -152,6 +153,30 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
     return {name: f for name, (f, _) in figs.items()}
 
 
+def attention_figure(run: str | Path, writer: _Writer | None = None, eval_name: str = "eval_test"):
+    """Attention coefficients of a pyramid attention U-Net's gates on the test slice with most lesion."""
+    from .datasets import split_patients_of
+    from .inference import open_run
+    from .models.pyramid_att_unet import attention_maps
+    from .prep import open_case, read_manifest
+
+    trained = open_run(run, "best")
+    dataset = trained.config["dataset"]
+    test = set(split_patients_of(dataset, "test", trained.config.get("fold", 0)))
+    manifest = read_manifest(dataset)
+    candidates = manifest[manifest.patient.isin(test)]
+    row = candidates.sort_values(["lesion_pixels", "patient", "row"], ascending=[False, True, True]).iloc[0]
+    image, mask, _ = open_case(dataset, row.patient)
+    x = np.asarray(image[row.row : row.row + 1])
+    maps = {k: v[0] for k, v in attention_maps(trained.model, x).items()}
+    figure = fig.plot_attention_maps(x[0], maps, np.asarray(mask[row.row, ..., 0]) > 0,
+                                     title=f"{rt.run_label(run)}: patient {row.patient}, slice {row.slice_index}")
+    if writer is not None:
+        writer.figure("attention_maps", figure, "Attention coefficients of the gates, deepest first (seed 003 fig. 8.5)",
+                      {"runs": [str(run)], "slice": f"{row.patient}:{row.slice_index}"})  # fmt: skip
+    return figure
+
+
 def build_report(config: ReportConfig | dict) -> Path:
     """Write every table and figure the runs allow into ``config.out``; returns ``report.md``."""
     config = ReportConfig(**config) if isinstance(config, dict) else config
@@ -209,6 +234,8 @@ def build_report(config: ReportConfig | dict) -> Path:
                 f"Epoch study: validation Dice every {config.epoch_every} epochs", {"runs": [str(run)]})  # fmt: skip
     if config.dataset:
         dataset_figures(config.dataset, w)
+    if config.attention_run:
+        attention_figure(config.attention_run, w, config.eval_name)
     save_json(out / "provenance.json", w.provenance)
     head = f"# {config.title}\n\n" + (f"{config.note}\n\n" if config.note else "")
     save_text(out / "report.md", head + "\n".join(w.sections))

@@ -97,3 +97,15 @@ def test_cli_report_finds_runs_under_a_root(study, tmp_path):
     assert main(["report", "--runs", str(root), "--out", str(tmp_path / "c")]) == 0
     assert find_runs(root) == [Path(study["runs"][0])]
     assert (tmp_path / "c" / "tables" / "table_6_3_test_iou.csv").is_file()
+
+
+def test_attention_map_figure_from_a_pyramid_run(trained_run, tmp_path):
+    from mslesion.report import attention_figure
+    from mslesion.training import train
+
+    cfg = json.loads((trained_run / "config.json").read_text())
+    run = train({"dataset": cfg["dataset"], "runs_root": str(tmp_path / "runs"), "model": "native.att_unet_pyramid",
+                 "model_params": {"filters": [8, 16, 32]}, "epochs": 1, "batch_size": 8}, verbose=0)  # fmt: skip
+    md = build_report(ReportConfig(runs=[], attention_run=str(run), out=str(tmp_path / "r")))
+    assert (md.parent / "figures" / "attention_maps.png").stat().st_size > 5_000
+    assert len(attention_figure(run).axes) == 2 + 2  # image, two gates, colour bar
