@@ -12,15 +12,17 @@ in one run, after one warm-up call of each, as medians over repeats:
 * ``(b) volume``    the full ``mslesion.inference.predict_volume``: slicing,
   normalisation and resizing, the network, mapping back to the native grid;
 * ``(c) overhead``  (b) - (a), i.e. everything but the network; since that is
-  a difference of two noisy figures, the non-network steps (``slice_case`` and
-  ``to_native_stack``) are also timed on their own;
+  a difference of two noisy figures, it is also timed on its own: the same
+  ``predict_volume`` with the model replaced by a stub returning zeros;
 * ``(d) load``      ``load_case`` of the NIfTI files (not part of (b)).
 
-(a) and (b) are measured alternately, so machine noise hits both alike, and the
-load average is printed before and after timing to flag a shared CPU. It
-prints seconds per volume, slices/s and (b)/(a), then (b) for batch sizes 8,
-16 and 32 (fewer repeats), and whether the target (< 10 s per volume for the
-MobileNetV2 U-Net on this 2-core CPU) is met.
+Each repeat is one round of (a), (b) and (b) at the other batch sizes of the
+sweep (8, 16, 32; only in the first ``--sweep-repeats`` rounds), in an order
+rotated every round, so drift and other work on the machine hit all of them
+alike; the load average is printed before and after timing to flag a shared
+CPU. It prints seconds per volume, slices/s and (b)/(a), the batch-size table,
+and whether the target (< 10 s per volume for the MobileNetV2 U-Net on this
+2-core CPU) is met.
 
 Run: ``.venv/bin/python benchmarks/bench_predict.py [--repeats 5] [--batch-size 16]
 [--model sm.unet] [--backbone mobilenetv2] [--size 256]``. A default run takes
@@ -44,6 +46,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -65,6 +68,16 @@ def _timed(fn) -> float:
 
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+class _NoNetwork:
+    """Stands in for the model: answers ``predict`` with zeros at no cost."""
+
+    def __init__(self, input_shape):
+        self.input_shape = input_shape
+
+    def predict(self, x, batch_size=None, verbose=0):
+        return np.zeros((*x.shape[:3], 1), np.float32)
 
 
 def _volume(tmp: Path):
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from mslesion.loading import load_case
     from mslesion.models import build_model, count_params
     from mslesion.prep import PrepConfig
-    from mslesion.slicing import slice_case, to_native_stack
+    from mslesion.slicing import slice_case
 
     with tempfile.TemporaryDirectory() as tmp:
         case, source = _volume(Path(tmp))
@@ -110,7 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.model.startswith("sm."):
             params["weights"] = None
         model = build_model(a.model, **params)
-        run = TrainedRun(run_dir=Path(tmp), checkpoint="untrained", model=model, prep=prep, config={})
+        given = {"run_dir": Path(tmp), "checkpoint": "untrained", "model": model, "prep": prep, "config": {},
+                 "prep_record": prep.to_dict()}  # fmt: skip
+        fields = {f.name for f in dataclasses.fields(TrainedRun)}
+        run = TrainedRun(**{k: v for k, v in given.items() if k in fields})
+        # the same run with the network replaced by zeros: predict_volume's own work alone
+        stub = dataclasses.replace(run, model=_NoNetwork(model.input_shape))
 
         print(f"volume: {source}")
         print(f"  stack {loaded.stack.shape} -> {n} slices of {x.shape[1:]} ({sliced.geometry.fit}, pad "
@@ -125,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return lambda: predict_volume(run, loaded, bs)
 
         def non_network():
-            s = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, **kwargs)
-            to_native_stack(np.zeros(s.images.shape[:3], np.float32), s.geometry, s.slice_indices,
-                            loaded.stack.shape[:3], "probability")  # fmt: skip
+            predict_volume(stub, loaded, a.batch_size)
 
         def load():
             load_case(case, prep.modalities)
@@ -142,14 +158,18 @@ def main(argv: list[str] | None = None) -> int:
         load()
         print(f"warm-up: {time.perf_counter() - t0:.1f} s; load average before timing: {_load()}")
 
-        times = {"a": [], "b": [], "c'": [], "d": []}
+        others = [bs for bs in SWEEP if bs != a.batch_size]
+        times = {"a": [], "b": [], "c'": [], "d": [], **{bs: [] for bs in others}}
         for r in range(a.repeats):
-            order = (("a", network(a.batch_size)), ("b", volume(a.batch_size)))
-            for key, fn in order if r % 2 == 0 else order[::-1]:  # alternate, so drift hits both alike
+            # One round of every measurement, in an order rotated each round, so
+            # drift and other work on the machine hit all of them alike.
+            tasks = [("a", network(a.batch_size)), ("b", volume(a.batch_size))]
+            tasks += [(bs, volume(bs)) for bs in others if r < a.sweep_repeats]
+            for key, fn in tasks[r % len(tasks) :] + tasks[: r % len(tasks)]:
                 times[key].append(_timed(fn))
             times["c'"].append(_timed(non_network))
             times["d"].append(_timed(load))
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = {k: statistics.median(v) for k, v in times.items() if v}
         t_a, t_b, t_c, t_d, t_alone = med["a"], med["b"], med["b"] - med["a"], med["d"], med["c'"]
 
         print(f"\n== {n} slices, batch {a.batch_size}, median of {a.repeats} runs ==")
@@ -167,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<34} {t:8.3f} {rate} {t / t_a:7.3f}  {spread}")
         print(f"(b)/(a): {t_b / t_a:.3f}  (non-network share of predict_volume: {t_alone / t_b:.1%})")
 
-        print(f"\n== predict_volume by batch size (median of {a.sweep_repeats}; batch {a.batch_size}: of "
-              f"{a.repeats}) ==")  # fmt: skip
+        print(f"\n== predict_volume by batch size (median of {min(a.sweep_repeats, a.repeats)}; batch "
+              f"{a.batch_size}: of {a.repeats}) ==")  # fmt: skip
         print(f"{'batch':>5} {'seconds':>8} {'slices/s':>9} {'x (a)':>7}")
-        for bs in sorted({a.batch_size, *SWEEP}):
-            t = t_b if bs == a.batch_size else statistics.median(_timed(volume(bs)) for _ in range(a.sweep_repeats))
+        for bs in sorted({a.batch_size, *(k for k in others if k in med)}):
+            t = med["b" if bs == a.batch_size else bs]
             print(f"{bs:>5} {t:8.3f} {n / t:9.1f} {t / t_a:7.3f}")
 
         cores = os.cpu_count() or 1

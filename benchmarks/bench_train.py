@@ -7,7 +7,10 @@ On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
 * the input pipeline alone (``mslesion.datasets.make_dataset``, batch 8,
   shuffled, with and without paired augmentation): images/s;
 * for each model: training images/s (``train_on_batch`` on batches of 8,
-  after warm-up steps, median over steps).
+  after warm-up steps, median over steps), including the native Keras 3
+  models of seeds 001 and 003;
+* the 3D R2 attention U-Net of seed 002 on 64^3 patches, batch 2, at small and
+  default widths: patches/s (``--no-3d`` skips it).
 
 and prints the ratio pipeline / fastest model (target: >= 5x, i.e. the
 pipeline never starves the model). Run: ``python benchmarks/bench_train.py
@@ -25,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODELS = ["sm.unet:mobilenetv2", "sm.unet:vgg16", "kuc.unet:VGG16"]
+DEFAULT_MODELS = ["sm.unet:mobilenetv2", "sm.unet:vgg16", "kuc.unet:VGG16", "native.att_unet_pyramid",
+                  "native.fc_densenet"]
+#: 3D models (seed 002): registry name -> widths, timed on 64^3 patches (patches/s).
+DEFAULT_3D = {"native.r2_att_unet_3d (small)": {"filters": [4, 8, 16, 32]}, "native.r2_att_unet_3d": {}}
 
 
 def pipeline_rate(slices, batch: int, augment: bool, batches: int) -> float:
@@ -42,13 +48,14 @@ def pipeline_rate(slices, batch: int, augment: bool, batches: int) -> float:
     return batches * batch / (time.perf_counter() - t0)
 
 
-def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int) -> tuple[float, int]:
+def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
+               params: dict | None = None) -> tuple[float, int]:  # fmt: skip
     import keras
 
     from mslesion.models import build_model, count_params
 
     name, _, backbone = spec.partition(":")
-    params = {}
+    params = dict(params or {})
     if backbone:
         params["backbone"] = backbone
         if name.startswith("kuc."):
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--pipeline-batches", type=int, default=50)
+    p.add_argument("--no-3d", action="store_true", help="skip the 3D patch model")
     a = p.parse_args(argv)
 
     from mslesion.datasets import load_slice_set
@@ -98,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"train {spec:<24} {rate:8.2f} img/s  ({n_params:,} params, median of {a.steps} steps)")
     fastest = max(rates.values())
     print(f"pipeline / fastest model: {plain / fastest:.1f}x plain, {augmented / fastest:.1f}x augmented (target >= 5x)")
+    if not a.no_3d:
+        rng = np.random.default_rng(0)
+        x3 = rng.normal(size=(2, 64, 64, 64, 1)).astype(np.float32)
+        y3 = (rng.random((2, 64, 64, 64, 1)) > 0.99).astype(np.float32)
+        for label, params in DEFAULT_3D.items():
+            rate, n_params = model_rate(label.split(" ")[0], x3, y3, a.warmup, a.steps, params)
+            print(f"train {label:<32} {rate:8.2f} patches/s of 64^3  ({n_params:,} params, median of {a.steps} steps)")
     return 0
 
 

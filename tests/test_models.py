@@ -36,7 +36,8 @@ from mslesion.models.weights import keras_cache_dir
 # NumPy 2 notice raised inside Keras' TF backend on every weight read; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-REGISTRY_NAMES = ["kuc.att_unet", "kuc.r2_unet", "kuc.unet", "kuc.unet_plus", "sm.fpn", "sm.linknet", "sm.unet"]
+REGISTRY_NAMES = ["kuc.att_unet", "kuc.r2_unet", "kuc.unet", "kuc.unet_plus", "native.att_unet_pyramid", "sm.fpn",
+                  "sm.linknet", "sm.unet"]  # fmt: skip
 VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG16_PARAMS = 14_714_688  # the notop VGG16 encoder
 VGG16_BLOCKS_1_2 = (1792 + 36928) + (73856 + 147584)  # block1 + block2 convs
