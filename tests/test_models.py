@@ -36,16 +36,25 @@ from mslesion.models.weights import keras_cache_dir
 # NumPy 2 notice raised inside Keras' TF backend on every weight read; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-REGISTRY_NAMES = ["kuc.att_unet", "kuc.r2_unet", "kuc.unet", "kuc.unet_plus", "native.att_unet_pyramid", "sm.fpn",
-                  "sm.linknet", "sm.unet"]  # fmt: skip
+REGISTRY_NAMES = ["kuc.att_unet", "kuc.r2_unet", "kuc.unet", "kuc.unet_plus", "native.att_unet_pyramid",
+                  "native.fc_densenet", "sm.fpn", "sm.linknet", "sm.unet"]  # fmt: skip
 VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG16_PARAMS = 14_714_688  # the notop VGG16 encoder
 VGG16_BLOCKS_1_2 = (1792 + 36928) + (73856 + 147584)  # block1 + block2 convs
 SIZE = 64
 
 
+SMALL_NATIVE = {
+    "native.att_unet_pyramid": {"filters": [8, 16, 32]},
+    # an untrained wide FC-DenseNet overflows in inference mode (see its module doc); small widths stay finite
+    "native.fc_densenet": {"growth_rate": 4, "layers_per_block": 2, "blocks": 3, "initial_filters": 8, "dropout": 0.0},
+}
+
+
 def small_params(name: str) -> dict:
     """Cheap settings for a registry entry: few kuc filters, the VGG16 encoder for sm (fastest to trace)."""
+    if name in SMALL_NATIVE:
+        return SMALL_NATIVE[name]
     return {"filter_num": [8, 16, 32]} if name.startswith("kuc.") else {"backbone": "vgg16"}
 
 
