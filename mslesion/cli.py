@@ -239,8 +239,9 @@ def add_models(subparsers) -> None:
             print(line)
             print(f"{'':<16} defaults: {info['defaults']}")
             if not a.no_counts and info["available"]:
-                c = count_params(build_model(info["name"], input_shape=(256, 256, 3)))
-                print(f"{'':<16} 256x256x3 with defaults: {c['total']:,} params "
+                shape = info["example_input"]
+                c = count_params(build_model(info["name"], input_shape=shape))
+                print(f"{'':<16} {'x'.join(map(str, shape))} with defaults: {c['total']:,} params "
                       f"({c['trainable']:,} trainable, {c['non_trainable']:,} non-trainable)")  # fmt: skip
                 keras.backend.clear_session()
         print("\nsegmentation_models backbones (sm.unet / sm.fpn / sm.linknet backbone=...):")

@@ -31,6 +31,7 @@ class ModelSpec:
         requires: importable modules the builder needs.
         defaults: the builder's keyword defaults (for listings).
         check: optional ``check() -> reason | None``, a further availability test.
+        example_input: input shape listings build the model at (3D models: ``(D, H, W, C)``).
     """
 
     name: str
@@ -40,6 +41,7 @@ class ModelSpec:
     requires: tuple[str, ...] = ()
     defaults: dict = field(default_factory=dict)
     check: Callable[[], str | None] | None = None
+    example_input: tuple[int, ...] = (256, 256, 3)  # what listings build it at; (D, H, W, C) for 3D models
 
     def availability(self) -> tuple[bool, str | None]:
         """``(True, None)`` when every required module imports, else ``(False, reason)``."""
@@ -64,7 +66,8 @@ def register(name: str, **info) -> Callable:
     Args:
         name: ``<source>.<arch>``; the source defaults to the part before the dot.
         **info: ``description=``, ``requires=`` (module names), ``source=``,
-            ``check=`` (a callable returning why the model is unavailable, or None).
+            ``check=`` (a callable returning why the model is unavailable, or None),
+            ``example_input=`` (shape listings build it at; default ``(256, 256, 3)``).
 
     Raises:
         KeyError: ``name`` is already registered.
@@ -82,6 +85,7 @@ def register(name: str, **info) -> Callable:
             requires=tuple(info.get("requires", ())),
             defaults=_defaults(builder),
             check=info.get("check"),
+            example_input=tuple(info.get("example_input", (256, 256, 3))),
         )
         return builder
 
@@ -118,6 +122,7 @@ def list_models() -> list[dict]:
                 "defaults": dict(spec.defaults),
                 "available": available,
                 "reason": reason,
+                "example_input": spec.example_input,
             }
         )
     return rows
