@@ -369,6 +369,58 @@ def add_demo(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def add_prep3d(subparsers) -> None:
+    from .splits import SPLIT_MODES
+
+    p = subparsers.add_parser("prep3d", help="normalised whole volumes (.npy) for 3D patch models (seed 002)")
+    p.add_argument("source", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--layout", default="auto")
+    p.add_argument("--modalities", nargs="+", default=["flair"])
+    p.add_argument("--split", choices=SPLIT_MODES, default="train_val_test")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-empty-masks", action="store_true")
+
+    def run(a):
+        from .patches import prepare_volumes
+
+        done = prepare_volumes(a.source, a.out_dir, tuple(a.modalities), split=a.split, test_fraction=a.test_fraction,
+                               val_fraction=a.val_fraction, seed=a.seed, layout=a.layout,
+                               allow_empty_masks=a.allow_empty_masks)  # fmt: skip
+        print(f"volumes: {done['out_dir']}: {len(done['patients'])} patients, {len(done['failures'])} failed")
+        for f in done["failures"]:
+            print(f"  FAILED {f['patient']}: {f['error']}: {f['message']}")
+        return 1 if not done["patients"] else 0
+
+    p.set_defaults(run=run)
+
+
+def add_train3d(subparsers) -> None:
+    p = subparsers.add_parser("train3d", help="train a 3D patch model (default native.r2_att_unet_3d) on prep3d volumes")
+    _add_run_options(p)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--patch", type=int, nargs=3, metavar=("D", "H", "W"))
+    p.add_argument("--stride", type=int, nargs=3, metavar=("D", "H", "W"))
+    p.add_argument("--lesion-fraction", type=float, help="share of each batch drawn from patches with lesion")
+    p.add_argument("--patches-per-epoch", type=int)
+
+    def run(a):
+        from .training3d import Train3DConfig, train_3d
+
+        common = _common(a)
+        if common["model"] is None:
+            common.pop("model")
+        config = _config_from(a, Train3DConfig, {
+            **common, "learning_rate": a.learning_rate, "patch": a.patch, "stride": a.stride,
+            "lesion_fraction": a.lesion_fraction, "patches_per_epoch": a.patches_per_epoch,
+        })  # fmt: skip
+        print(f"run folder: {train_3d(config)}")
+
+    p.set_defaults(run=run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mslesion`` console command."""
     from .errors import MslesionError
@@ -377,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"mslesion {__version__}")
     subparsers = parser.add_subparsers(required=True, metavar="command")
     for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict,
-                add_report, add_demo):
+                add_report, add_demo, add_prep3d, add_train3d):
         add(subparsers)
     args = parser.parse_args(argv)
     try:

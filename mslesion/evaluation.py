@@ -31,7 +31,7 @@ import numpy as np
 from . import __version__
 from .cohort import discover_cases
 from .errors import MslesionError
-from .fileio import atomic_path, save_json, save_text
+from .fileio import atomic_path, load_json, save_json, save_text
 from .inference import TrainedRun, open_run, predict_volume, write_mask
 from .lesions import bracket_rows, compute_lesion_metrics
 from .loading import load_case
@@ -133,6 +133,8 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
 
     config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
     run_dir = Path(run_dir)
+    if "patch" in load_json(run_dir / "config.json"):  # a 3D patch run (mslesion train3d)
+        return _evaluate_3d(run_dir, config, verbose)
     run = open_run(run_dir, config.checkpoint)
     cases, label = _cases(run, config)
     out = _default_out(run_dir, config)
@@ -175,6 +177,16 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     _save_examples(out / "examples.npz", candidates, config.examples_per_tertile)
     save_json(out / "summary.json", _summary(run, config, label, per_patient, slice_rows, failures))
     return out
+
+
+def _evaluate_3d(run_dir: Path, config: EvalConfig, verbose: bool) -> Path:
+    from .training3d import evaluate_3d
+
+    if config.source:
+        raise ValueError(f"{run_dir}: a 3D run evaluates the patients of its prepared volumes; --source is 2D only")
+    return evaluate_3d(run_dir, config.part, config.checkpoint, config.threshold, config.connectivity,
+                       config.detection_fraction, config.write_masks, patients=config.patients,
+                       out_dir=config.out_dir, verbose=verbose)  # fmt: skip
 
 
 def _slice_rows(loaded, pred: np.ndarray) -> list[dict]:

@@ -155,10 +155,14 @@ def test_report_models_builds_all_six_small():
 # ---------------------------------------------------------------- registry
 
 
+MODELS_3D = ["native.r2_att_unet_3d"]  # (D, H, W, C) inputs: tested in test_r2_att_unet_3d.py
+
+
 def test_registry_names_and_listing():
-    assert sorted(MODELS) == REGISTRY_NAMES
+    assert sorted(MODELS) == sorted(REGISTRY_NAMES + MODELS_3D)
     rows = {row["name"]: row for row in list_models()}
-    assert sorted(rows) == REGISTRY_NAMES
+    assert sorted(rows) == sorted(REGISTRY_NAMES + MODELS_3D)
+    assert rows["native.r2_att_unet_3d"]["example_input"] == (64, 64, 64, 1)
     for row in rows.values():
         assert row["available"] is True and row["reason"] is None, row
         assert row["source"] == row["name"].split(".")[0]

@@ -10,7 +10,7 @@ Every model is uncompiled and ends in a sigmoid: ``(B, H, W, C) -> (B, H, W, num
 The zoo libraries are imported only when one of their models is built.
 """
 
-from mslesion.models import fc_densenet, kuc, pyramid_att_unet, sm  # noqa: F401  (registers the adapters and native models)
+from mslesion.models import fc_densenet, kuc, pyramid_att_unet, r2_att_unet_3d, sm  # noqa: F401  (registers the adapters and native models)
 from mslesion.models.errors import BackboneUnavailableError, EncoderModeError, ModelError, WeightsUnavailableError
 from mslesion.models.registry import MODELS, ModelSpec, build_model, count_params, list_models, register
 from mslesion.models.report_table import REPORT_MODELS, build_report_model, report_models

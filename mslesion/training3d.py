@@ -1,0 +1,247 @@
+"""One 3D training config -> one run folder; whole-volume evaluation of it (seed 002's 3D path).
+
+The dataset is a folder written by :func:`mslesion.patches.prepare_volumes`.
+The run folder has the 2D runner's layout (:mod:`mslesion.training`)::
+
+    <runs>/<dataset>/<model>__<loss>__<tag>/fold_<k>/
+        config.json        the resolved Train3DConfig, patients, patch counts, parameter counts
+        prep3d_config.json how the volumes were prepared
+        environment.json   versions, backend, devices
+        history.csv        per epoch: loss, accuracy, dice, iou (train and val), learning_rate,
+                           seconds, img_per_s (training patches per second)
+        summary.txt        model summary with parameter counts
+        best.keras         the epoch with the best val_dice; final.keras: the last epoch
+        eval_<part>/       per_patient.csv, lesions.csv, slices.csv, failures.csv, summary.json
+                           (:func:`evaluate_3d`), masks/ when asked
+
+Seed 002 (sections B-E): 64^3 patches at stride 32, flips/rotations, BCE + Dice
+0.5/0.5, Adam 1e-4 with ReduceLROnPlateau(factor 0.5) on the validation loss, 70
+epochs. Validation runs on every grid patch of the validation patients, without
+augmentation; evaluation predicts whole volumes by Gaussian-blended sliding window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from .datasets import split_patients_of
+from .evaluation import EvalConfig, _slice_rows, _summary, _write_csv, evaluate_volume
+from .fileio import load_json, save_json, save_text
+from .lesions import bracket_rows
+from .patches import PatchSampler, open_volume, sliding_window_predict
+from .training import EpochTimer, _best_checkpoint, _parts, config_from_dict, run_dir_for
+
+__all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
+
+
+@dataclass
+class Train3DConfig:
+    """Everything that decides a 3D training run; saved as ``config.json`` (defaults: seed 002)."""
+
+    dataset: str
+    model: str = "native.r2_att_unet_3d"
+    model_params: dict = field(default_factory=dict)
+    loss: str = "bce_dice"
+    loss_params: dict = field(default_factory=dict)
+    learning_rate: float = 1e-4
+    reduce_lr_factor: float = 0.5
+    reduce_lr_patience: int | None = 5
+    batch_size: int = 2
+    epochs: int = 70
+    patch: tuple[int, int, int] = (64, 64, 64)
+    stride: tuple[int, int, int] = (32, 32, 32)
+    lesion_fraction: float | None = 0.5
+    augment: bool = True
+    rotate_deg: float = 0.0  # small in-plane rotation on top of flips and 90-degree turns
+    elastic_alpha_vox: float = 0.0  # elastic deformation (seed 002 mentions it; off by default)
+    patches_per_epoch: int | None = None  # default: the number of grid patches of the training patients
+    fold: int = 0
+    val_fraction: float = 0.1  # carve validation patients from train when the split has none
+    seed: int = 0
+    threshold: float = 0.5
+    bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
+    mixed_precision: bool = False
+    workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
+    runs_root: str = "runs"
+    tag: str = "base"
+    run_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.patch = tuple(int(p) for p in self.patch)
+        self.stride = tuple(int(s) for s in self.stride)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Train3DConfig:
+        return config_from_dict(cls, d, "3D training")
+
+
+def _environment() -> dict:
+    import keras
+
+    from . import runtime
+
+    if keras.backend.backend() == "tensorflow":
+        info = runtime.environment()
+    else:  # runtime.environment() imports TensorFlow
+        info = {"python": sys.version.split()[0], "keras": keras.__version__, "numpy": np.__version__,
+                "dtype_policy": keras.mixed_precision.global_policy().name}  # fmt: skip
+        module = sys.modules.get(keras.backend.backend())
+        info[keras.backend.backend()] = getattr(module, "__version__", "unknown")
+    return {**info, "backend": keras.backend.backend()}
+
+
+def _epoch_setter(sampler: PatchSampler):
+    """A callback drawing the sampler's patches from the true epoch number (so a resumed run repeats them)."""
+    import keras
+
+    class _SetEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            sampler.set_epoch(epoch)
+
+    return _SetEpoch()
+
+
+def train_3d(config: Train3DConfig | dict, verbose: int = 2) -> Path:
+    """Train one 3D model on one fold of prepared volumes; returns the run folder (see module doc).
+
+    Re-running the same config on an unfinished run folder resumes it (Keras BackupAndRestore).
+    """
+    import keras
+
+    from . import batchnorm, keras_metrics, losses, runtime
+    from .models import build_model, count_params
+    from .models import r2_att_unet_3d  # noqa: F401  (registers native.r2_att_unet_3d)
+
+    config = Train3DConfig.from_dict(config) if isinstance(config, dict) else config
+    run = run_dir_for(config)
+    run.mkdir(parents=True, exist_ok=True)
+    runtime.set_seed(config.seed)
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    train_ids, val_ids, carved = _parts(config)
+    sampler_args = {"batch_size": config.batch_size, "patch": config.patch, "stride": config.stride}
+    train_set = PatchSampler([open_volume(config.dataset, p) for p in train_ids], **sampler_args,
+                             lesion_fraction=config.lesion_fraction, augment=config.augment,
+                             patches_per_epoch=config.patches_per_epoch, seed=config.seed, rotate_deg=config.rotate_deg,
+                             elastic_alpha_vox=config.elastic_alpha_vox, workers=config.workers)  # fmt: skip
+    val_set = PatchSampler([open_volume(config.dataset, p) for p in val_ids], **sampler_args, lesion_fraction=None,
+                           augment=False, shuffle=False)  # fmt: skip
+    channels = train_set.volumes[0].volume.shape[-1]
+    model = build_model(config.model, input_shape=(*config.patch, channels), **config.model_params)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=losses.get_loss(config.loss, **config.loss_params),
+                  metrics=keras_metrics.default_metrics(config.threshold))  # fmt: skip
+    steps = len(train_set) * config.epochs
+    momenta = batchnorm.adapt_momentum(model, steps, config.bn_horizon) if config.bn_horizon else {}
+    resolved = {
+        **asdict(config), "run_dir": str(run), "kind": "3d", "train_patients": train_ids, "val_patients": val_ids,
+        "val_carved_from_train": carved,
+        "val_is_train": config.val_fraction == 0 and not split_patients_of(config.dataset, "val", config.fold),
+        "n_train_patches_per_epoch": train_set.n_patches, "n_train_grid_patches": len(train_set.index),
+        "n_train_lesion_grid_patches": int(train_set.has_lesion.sum()), "n_val_patches": val_set.n_patches,
+        "input_shape": [*config.patch, channels], "dtype_policy": keras.mixed_precision.global_policy().name,
+        "bn_momentum_capped": momenta, "params": count_params(model),
+    }  # fmt: skip
+    save_json(run / "config.json", resolved)
+    save_json(run / "environment.json", _environment())
+    shutil.copyfile(Path(config.dataset) / "prep3d_config.json", run / "prep3d_config.json")
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    save_text(run / "summary.txt", "\n".join(lines) + "\n")
+
+    callbacks = [
+        _epoch_setter(train_set),
+        EpochTimer(train_set.n_patches),
+        keras.callbacks.BackupAndRestore(str(run / "backup")),
+        keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
+        _best_checkpoint(run),
+    ]
+    if config.reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.reduce_lr_factor, patience=config.reduce_lr_patience))  # fmt: skip
+    model.fit(train_set, validation_data=val_set, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+    model.save(run / "final.keras")
+    return run
+
+
+def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best", threshold: float = 0.5,
+                connectivity: int = 26, detection_fraction: float = 0.0, write_masks: bool = False,
+                blend: str = "gaussian", batch_size: int = 2, stride: tuple[int, int, int] | None = None,
+                patients: list[str] | None = None, out_dir: str | Path | None = None,
+                verbose: bool = True) -> Path:  # fmt: skip
+    """Score a 3D run on whole volumes of one split part; returns the output folder.
+
+    Each patient's whole prepared volume is predicted by sliding window (the run's
+    patch, its stride unless ``stride`` is given, ``blend`` weighting), thresholded,
+    and scored with :func:`mslesion.evaluation.evaluate_volume`. Files and
+    ``summary.json`` match :func:`mslesion.evaluation.evaluate` (per_patient.csv,
+    lesions.csv, slices.csv, failures.csv; no examples.npz); ``summary.json`` adds
+    ``sliding_window``. ``write_masks`` writes ``masks/<patient>_pred.nii.gz`` with
+    the source image's affine and header (the source files must still exist).
+    """
+    import pandas as pd
+
+    from .inference import CHECKPOINTS, write_mask
+    from .models import load_model
+
+    run_dir = Path(run_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    run_config = load_json(run_dir / "config.json")
+    model = load_model(run_dir / f"{checkpoint}.keras", compile=False)
+    dataset, fold = run_config["dataset"], run_config.get("fold", 0)
+    wanted = patients or split_patients_of(dataset, part, fold)
+    if not wanted:
+        raise ValueError(f"{dataset}: the split has no {part!r} patients in fold {fold}")
+    patch, stride = tuple(run_config["patch"]), tuple(stride or run_config["stride"])
+    settings = EvalConfig(part=part, patients=patients, checkpoint=checkpoint, threshold=threshold,
+                          connectivity=connectivity, detection_fraction=detection_fraction, batch_size=batch_size,
+                          write_masks=write_masks, out_dir=str(out_dir) if out_dir else None)  # fmt: skip
+    out = Path(out_dir) if out_dir else run_dir / f"eval_{part}"
+    rows, bracket_table, slice_rows, failures = [], [], [], []
+    for pid in wanted:
+        try:
+            case = open_volume(dataset, pid, mmap=False)
+        except (FileNotFoundError, ValueError) as exc:
+            failures.append({"patient": pid, "error": type(exc).__name__, "message": str(exc)})
+            continue
+        prob = sliding_window_predict(model.predict_on_batch, case.volume, patch, stride, batch_size, blend)
+        pred, truth = prob > threshold, case.mask > 0
+        spacing = case.meta.get("spacing_zhw_mm")
+        row, lesions = evaluate_volume(truth, pred, tuple(spacing) if spacing else None, connectivity,
+                                       detection_fraction)  # fmt: skip
+        shown = SimpleNamespace(patient_id=pid, mask=truth)
+        per_slice = _slice_rows(shown, pred)
+        inter = sum(r["overlap_pixels"] for r in per_slice)
+        both = sum(r["lesion_pixels"] + r["pred_pixels"] for r in per_slice)
+        rows.append({"patient": pid, "n_slices": int(truth.shape[0]),
+                     "spacing_zhw_mm": "x".join(f"{s:g}" for s in spacing or ()), **row,
+                     "slice_level_dice": 2 * inter / both if both else float("nan")})  # fmt: skip
+        bracket_table += bracket_rows(lesions, patient=pid)
+        slice_rows += per_slice
+        if write_masks:
+            source = case.meta["source"]
+            affine = np.asarray(source["affine"]) if source.get("affine") is not None else None
+            files = [Path(p) for p in source["image_files"]]  # write_mask copies the source image's header
+            like_case = SimpleNamespace(patient_id=pid, affine=affine, image_files=files)
+            write_mask(pred, like_case, out / "masks" / f"{pid}_pred{'' if affine is None else '.nii.gz'}")
+        if verbose:
+            print(f"  {pid}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
+                  f"{row['fp_lesions']} false")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    per_patient = pd.DataFrame(rows)
+    _write_csv(out / "per_patient.csv", per_patient)
+    _write_csv(out / "lesions.csv", pd.DataFrame(bracket_table))
+    _write_csv(out / "slices.csv", pd.DataFrame(slice_rows))
+    _write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["patient", "error", "message"]))
+    trained = SimpleNamespace(run_dir=run_dir, checkpoint=checkpoint, config=run_config)
+    label = f"{part} part of {dataset} (fold {fold}), whole prepared volumes"
+    summary = _summary(trained, settings, label, per_patient, slice_rows, failures)
+    summary["sliding_window"] = {"patch": list(patch), "stride": list(stride), "blend": blend, "batch_size": batch_size}
+    save_json(out / "summary.json", summary)
+    return out
