@@ -29,14 +29,29 @@ Run: ``.venv/bin/python benchmarks/bench_predict.py [--repeats 5] [--batch-size 
 about 3 minutes on the 2-core machine.
 
 Last measured (2-core CPU, TF 2.21 / Keras 3.15, Ljubljana patient 07,
-sm.unet + mobilenetv2, 256x256x1, batch 16, median of 5)::
+sm.unet + mobilenetv2, weights None, 256x256x1, batch 16, median of 5). The
+machine was shared with other jobs in every run (load average 2-5), and the
+network's time for the same work ranged 4.8-10.3 s between runs::
 
-    (a) network (model.predict)     7.60 s   23.9 slices/s
-    (b) predict_volume              7.69 s   23.7 slices/s   (b)/(a) 1.01
-    (c) overhead (b)-(a)            0.09 s   (measured alone: 0.11 s)
-    (d) load_case                   0.21 s
-    batch 8 / 16 / 32:              8.15 / 7.69 / 7.66 s
-    target < 10 s per volume: met (7.69 s; 7.90 s with loading)
+    quietest run (load ~1.9 at start):
+    (a) network: model.predict alone    5.14 s   35.4 slices/s
+    (b) predict_volume (whole)          5.22 s   34.9 slices/s   (b)/(a) 1.015
+    (c) overhead (b) - (a)              0.08 s   (timed alone: 0.12 s)
+    (d) load_case                       0.09 s
+    target < 10 s per volume: MET
+
+    last run (load ~2.8 throughout):
+    (a) network                         8.51 s   21.4 slices/s
+    (b) predict_volume                 10.62 s   17.1 slices/s   (b)/(a) 1.25
+    (c) overhead (b) - (a)              2.11 s   (timed alone: 0.56 s, 0.12..4.36)
+    (d) load_case                       0.09 s
+    batch 8 / 16 / 32                  11.46 / 10.62 / 10.39 s
+    target < 10 s per volume: NOT MET (best run 4.99 s)
+
+The non-network steps take ~0.1 s on a quiet CPU but up to 4.4 s on a shared
+one: ``to_native_stack`` does two small multi-threaded OpenBLAS matmuls per
+slice (``geometry.to_native``), which stall when the cores are oversubscribed;
+with ``OPENBLAS_NUM_THREADS=1`` they stay at 0.10-0.14 s even at load 6.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import SliceGeometry, plan_geometry, to_model, to_native
+from .geometry import SliceGeometry, plan_geometry, to_model, to_native, to_native_many
 from .intensity import Normalisation, fit_normalisation, foreground_mask, slice_entropy_bits
 
 __all__ = [
@@ -218,6 +218,9 @@ def to_native_stack(
     dtype = np.float32 if kind == "probability" else np.uint8
     stack = np.zeros(tuple(stack_shape_zhw), dtype=dtype)
     r0, r1, c0, c1 = crop_box or (0, stack.shape[1], 0, stack.shape[2])
+    if kind == "probability" and len(indices):
+        stack[np.asarray(indices), r0:r1, c0:c1] = to_native_many(slices, geometry)
+        return stack
     for row, k in enumerate(indices):
         stack[k, r0:r1, c0:c1] = to_native(slices[row], geometry, kind)
     return stack

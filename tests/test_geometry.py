@@ -98,3 +98,15 @@ def test_probability_back_mapping_keeps_the_range_and_constant_maps():
     for value in (0.0, 0.3, 1.0):
         back = to_native(np.full((128, 128), value, np.float32), g, "probability")
         np.testing.assert_allclose(back, value, atol=1e-6)
+
+
+def test_batched_back_mapping_equals_the_per_slice_one():
+    from mslesion.geometry import to_native_many
+
+    rng = np.random.default_rng(1)
+    for native, size in (((218, 182), (256, 256)), ((300, 180), (128, 128))):
+        g = plan_geometry(native, size, "pad")
+        probs = rng.random((5, *size), dtype=np.float32)
+        many = to_native_many(probs, g)
+        one = np.stack([to_native(p, g, "probability") for p in probs])
+        np.testing.assert_allclose(many, one, rtol=0, atol=1e-6)
