@@ -39,7 +39,7 @@ from .metrics import compute_dice, compute_iou, confusion
 from .training import config_from_dict
 from .volume_metrics import compute_patient_metrics
 
-__all__ = ["EvalConfig", "evaluate", "evaluate_volume", "SUMMARY_METRICS"]
+__all__ = ["EvalConfig", "evaluate", "evaluate_volume", "write_tables", "SUMMARY_METRICS"]
 
 #: Per-patient columns summarised (mean, median, std, nan count) in summary.json and the report.
 SUMMARY_METRICS = (
@@ -129,8 +129,6 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     A patient that cannot be loaded (corrupt file, missing modality...) is
     listed in ``failures.csv`` and the others are still evaluated.
     """
-    import pandas as pd
-
     config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
     run_dir = Path(run_dir)
     if "patch" in load_json(run_dir / "config.json"):  # a 3D patch run (mslesion train3d)
@@ -168,12 +166,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
         if verbose:
             print(f"  {loaded.patient_id}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} "
                   f"found, {row['fp_lesions']} false")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    per_patient = pd.DataFrame(rows)
-    _write_csv(out / "per_patient.csv", per_patient)
-    _write_csv(out / "lesions.csv", pd.DataFrame(bracket_table))
-    _write_csv(out / "slices.csv", pd.DataFrame(slice_rows))
-    _write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["patient", "error", "message"]))
+    per_patient = write_tables(out, rows, bracket_table, slice_rows, failures)
     _save_examples(out / "examples.npz", candidates, config.examples_per_tertile)
     save_json(out / "summary.json", _summary(run, config, label, per_patient, slice_rows, failures))
     return out
@@ -187,6 +180,20 @@ def _evaluate_3d(run_dir: Path, config: EvalConfig, verbose: bool) -> Path:
     return evaluate_3d(run_dir, config.part, config.checkpoint, config.threshold, config.connectivity,
                        config.detection_fraction, config.write_masks, patients=config.patients,
                        out_dir=config.out_dir, verbose=verbose)  # fmt: skip
+
+
+def write_tables(out: Path, rows: list[dict], bracket_table: list[dict], slice_rows: list[dict],
+                 failures: list[dict]):  # fmt: skip
+    """Write per_patient.csv, lesions.csv, slices.csv and failures.csv (2D and 3D runs); returns per_patient."""
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    per_patient = pd.DataFrame(rows)
+    _write_csv(out / "per_patient.csv", per_patient)
+    _write_csv(out / "lesions.csv", pd.DataFrame(bracket_table))
+    _write_csv(out / "slices.csv", pd.DataFrame(slice_rows))
+    _write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["patient", "error", "message"]))
+    return per_patient
 
 
 def _slice_rows(loaded, pred: np.ndarray) -> list[dict]:

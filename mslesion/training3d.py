@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .datasets import split_patients_of
-from .evaluation import EvalConfig, _slice_rows, _summary, _write_csv, evaluate_volume
+from .evaluation import EvalConfig, _slice_rows, _summary, evaluate_volume, write_tables
 from .fileio import load_json, save_json, save_text
 from .lesions import bracket_rows
 from .patches import PatchSampler, open_volume, sliding_window_predict
@@ -184,8 +184,6 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best
     ``sliding_window``. ``write_masks`` writes ``masks/<patient>_pred.nii.gz`` with
     the source image's affine and header (the source files must still exist).
     """
-    import pandas as pd
-
     from .inference import CHECKPOINTS, write_mask
     from .models import load_model
 
@@ -233,12 +231,7 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best
         if verbose:
             print(f"  {pid}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
                   f"{row['fp_lesions']} false")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    per_patient = pd.DataFrame(rows)
-    _write_csv(out / "per_patient.csv", per_patient)
-    _write_csv(out / "lesions.csv", pd.DataFrame(bracket_table))
-    _write_csv(out / "slices.csv", pd.DataFrame(slice_rows))
-    _write_csv(out / "failures.csv", pd.DataFrame(failures, columns=["patient", "error", "message"]))
+    per_patient = write_tables(out, rows, bracket_table, slice_rows, failures)
     trained = SimpleNamespace(run_dir=run_dir, checkpoint=checkpoint, config=run_config)
     label = f"{part} part of {dataset} (fold {fold}), whole prepared volumes"
     summary = _summary(trained, settings, label, per_patient, slice_rows, failures)
