@@ -21,7 +21,7 @@ install: $(STAMP)
 
 ## demo: the main job, end to end, on the built-in synthetic cohort (~10 min on 2 cores)
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/mslesion demo --data $(DATA) --runs runs/demo --out results --patients $(PATIENTS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/mslesion demo --data $(DATA) --runs runs/demo --out results --patients $(PATIENTS) --overwrite
 	@echo "tables: results/tables/  figures: results/figures/  everything on one page: results/report.md"
 
 ## test: the whole test suite (what CI runs)

@@ -31,7 +31,7 @@ def add_synth(subparsers) -> None:
     p.add_argument("--shape", type=int, nargs=3, default=(256, 256, 24), metavar=("X", "Y", "Z"))
     p.add_argument("--spacing", type=float, nargs=3, default=(0.9, 0.9, 5.0), metavar=("SX", "SY", "SZ"),
                    help="voxel size in mm")  # fmt: skip
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a synthetic cohort written there before")
 
     def run(a):
         from .synthetic import generate_cohort
@@ -81,6 +81,7 @@ def add_prep(subparsers) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--jobs", type=int, default=1, help="patients prepared in parallel")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset mslesion prep wrote at OUT before")
 
     def run(a):
         from .prep import prepare_dataset
@@ -95,7 +96,8 @@ def add_prep(subparsers) -> None:
             split=a.split, test_fraction=a.test_fraction,
             val_fraction=a.val_fraction, folds=a.folds, seed=a.seed,
         )  # fmt: skip
-        summary = prepare_dataset(a.source, a.out_dir, config, jobs=a.jobs, progress=not a.no_progress)
+        summary = prepare_dataset(a.source, a.out_dir, config, jobs=a.jobs, progress=not a.no_progress,
+                                  overwrite=a.overwrite)  # fmt: skip
         print(summary)
         return 1 if summary.patients == 0 else 0
 
@@ -112,15 +114,13 @@ def add_split(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset's existing splits.json")
 
     def run(a):
-        from .prep import read_manifest
-        from .splits import save_splits, split_patients
+        from .prep import resplit_dataset
 
-        patients = list(dict.fromkeys(read_manifest(a.dataset_dir)["patient"]))
-        splits = split_patients(patients, a.mode, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
-                                k=a.folds, seed=a.seed)  # fmt: skip
-        save_splits(a.dataset_dir / "splits.json", splits)
+        splits = resplit_dataset(a.dataset_dir, a.mode, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
+                                 folds=a.folds, seed=a.seed, overwrite=a.overwrite)  # fmt: skip
         for i, fold in enumerate(splits["folds"]):
             print(f"fold {i}: " + ", ".join(f"{k} {len(v)}" for k, v in fold.items()))
 
@@ -184,6 +184,10 @@ def add_train(subparsers) -> None:
     p.add_argument("--early-stopping-patience", type=int)
     p.add_argument("--strategy", choices=("auto", "tpu", "mirrored", "default"))
     p.add_argument("--mixed-precision", action="store_true", default=None)
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="repeat bit for bit on this machine (op determinism; augmentation runs serially)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start the run afresh: remove what an earlier run wrote in its folder")  # fmt: skip
 
     def run(a):
         from .training import TrainConfig, train
@@ -191,9 +195,9 @@ def add_train(subparsers) -> None:
         config = _config_from(a, TrainConfig, {
             **_common(a), "learning_rate": a.learning_rate, "augment": a.augment, "balance": a.balance,
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
-            "strategy": a.strategy, "mixed_precision": a.mixed_precision,
+            "strategy": a.strategy, "mixed_precision": a.mixed_precision, "deterministic": a.deterministic,
         })  # fmt: skip
-        print(f"run folder: {train(config)}")
+        print(f"run folder: {train(config, overwrite=a.overwrite)}")
 
     p.set_defaults(run=run)
 
@@ -207,6 +211,8 @@ def add_tune(subparsers) -> None:
     p.add_argument("--learning-rates", type=float, nargs="+", help="fixed values (default 1e-1 1e-2 1e-3 1e-4)")
     p.add_argument("--log-uniform", type=float, nargs=2, metavar=("LOW", "HIGH"))
     p.add_argument("--max-trials", type=int)
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="start the search afresh (keras-tuner state and trial curves)")  # fmt: skip
 
     def run(a):
         from .tuning import TuneConfig, tune
@@ -214,6 +220,7 @@ def add_tune(subparsers) -> None:
         config = _config_from(a, TuneConfig, {
             **_common(a), "tuner": a.tuner, "learning_rates": a.learning_rates,
             "log_uniform": tuple(a.log_uniform) if a.log_uniform else None, "max_trials": a.max_trials,
+            "overwrite": a.overwrite,
         })  # fmt: skip
         run_dir = tune(config)
         print((run_dir / "tuning.csv").read_text())
@@ -275,6 +282,7 @@ def add_evaluate(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--write-masks", action="store_true", help="save predicted masks (NIfTI with the source affine)")
     p.add_argument("--out-dir", help="output folder (default <run>/eval_<part>); only with one run")
+    p.add_argument("--overwrite", action="store_true", help="replace an evaluation written there before")
 
     def run(a):
         from .evaluation import evaluate
@@ -285,7 +293,7 @@ def add_evaluate(subparsers) -> None:
             config = EvalConfig(part=a.part, source=a.source, layout=a.layout, patients=a.patients,
                                 checkpoint=a.checkpoint, threshold=a.threshold, connectivity=a.connectivity,
                                 detection_fraction=a.detection_fraction, batch_size=a.batch_size,
-                                write_masks=a.write_masks, out_dir=a.out_dir)  # fmt: skip
+                                write_masks=a.write_masks, out_dir=a.out_dir, overwrite=a.overwrite)  # fmt: skip
             print(f"evaluating {run_dir}")
             out = evaluate(run_dir, config)
             print(f"per-patient results: {out / 'per_patient.csv'}")
@@ -294,6 +302,7 @@ def add_evaluate(subparsers) -> None:
 
 
 def add_predict(subparsers) -> None:
+    from .cohort import LAYOUTS
     from .inference import CHECKPOINTS
 
     p = subparsers.add_parser("predict", help="segment new patients with a trained run: mask NIfTI files + lesions.csv")
@@ -305,15 +314,22 @@ def add_predict(subparsers) -> None:
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
     p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",
                    help="e.g. flair='{patient}/FLAIR.nii.gz' (repeat per modality)")  # fmt: skip
-    p.add_argument("--layout", default="auto")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true", help="replace a predictions folder mslesion wrote at OUT before")
 
     def run(a):
         from .predict import predict
 
-        table = predict(a.run_dir, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
-                        _pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size)  # fmt: skip
-        print(f"lesion summary: {table}")
+        result = predict(a.run_dir, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
+                         _pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size,
+                         overwrite=a.overwrite)  # fmt: skip
+        if result.predicted:
+            print(f"lesion summary: {result.lesions_csv}")
+        else:
+            print(f"nothing written: no patient could be predicted ({a.out_dir} left as it was)")
+        print(result.summary())
+        return 0 if result.predicted else 1
 
     p.set_defaults(run=run)
 
@@ -329,6 +345,7 @@ def add_report(subparsers) -> None:
     p.add_argument("--eval-name", default="eval_test", help="evaluation folder inside each run")
     p.add_argument("--out", default="results")
     p.add_argument("--title", default="mslesion report")
+    p.add_argument("--overwrite", action="store_true", help="replace a report mslesion wrote at --out before")
 
     def run(a):
         from .report import ReportConfig, build_report
@@ -341,7 +358,7 @@ def add_report(subparsers) -> None:
         report = build_report(ReportConfig(
             runs=expand(a.runs, find_runs), backbone_runs=expand(a.backbones, find_runs),
             tunings=expand(a.tuning, find_tunings), epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
-            dataset=a.dataset, eval_name=a.eval_name, out=a.out, title=a.title))  # fmt: skip
+            dataset=a.dataset, eval_name=a.eval_name, out=a.out, title=a.title, overwrite=a.overwrite))  # fmt: skip
         print(f"report: {report}")
 
     p.set_defaults(run=run)
@@ -358,12 +375,16 @@ def add_demo(subparsers) -> None:
     p.add_argument("--patients", type=int, default=d.patients)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--overwrite", action="store_true", help="replace what an earlier demo wrote (data, runs, results)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="every training run repeats bit for bit on this machine (op determinism)")
 
     def run(a):
         from .demo import run_demo
 
         report = run_demo(DemoConfig(data=a.data, runs=a.runs, out=a.out, patients=a.patients, epochs=a.epochs,
-                                     seed=a.seed))  # fmt: skip
+                                     seed=a.seed, overwrite=a.overwrite,
+                                     deterministic=bool(a.deterministic)))  # fmt: skip
         print(f"results: {report.parent}/ (tables/, figures/, report.md)")
 
     p.set_defaults(run=run)
@@ -382,13 +403,14 @@ def add_prep3d(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-empty-masks", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace volumes mslesion prep3d wrote at OUT before")
 
     def run(a):
         from .patches import prepare_volumes
 
         done = prepare_volumes(a.source, a.out_dir, tuple(a.modalities), split=a.split, test_fraction=a.test_fraction,
                                val_fraction=a.val_fraction, seed=a.seed, layout=a.layout,
-                               allow_empty_masks=a.allow_empty_masks)  # fmt: skip
+                               allow_empty_masks=a.allow_empty_masks, overwrite=a.overwrite)  # fmt: skip
         print(f"volumes: {done['out_dir']}: {len(done['patients'])} patients, {len(done['failures'])} failed")
         for f in done["failures"]:
             print(f"  FAILED {f['patient']}: {f['error']}: {f['message']}")
@@ -405,6 +427,10 @@ def add_train3d(subparsers) -> None:
     p.add_argument("--stride", type=int, nargs=3, metavar=("D", "H", "W"))
     p.add_argument("--lesion-fraction", type=float, help="share of each batch drawn from patches with lesion")
     p.add_argument("--patches-per-epoch", type=int)
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="repeat bit for bit on this machine (op determinism; augmentation runs serially)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start the run afresh: remove what an earlier run wrote in its folder")  # fmt: skip
 
     def run(a):
         from .training3d import Train3DConfig, train_3d
@@ -415,28 +441,67 @@ def add_train3d(subparsers) -> None:
         config = _config_from(a, Train3DConfig, {
             **common, "learning_rate": a.learning_rate, "patch": a.patch, "stride": a.stride,
             "lesion_fraction": a.lesion_fraction, "patches_per_epoch": a.patches_per_epoch,
+            "deterministic": a.deterministic,
         })  # fmt: skip
-        print(f"run folder: {train_3d(config)}")
+        print(f"run folder: {train_3d(config, overwrite=a.overwrite)}")
 
     p.set_defaults(run=run)
 
 
+def _error_line(exc: BaseException) -> str:
+    """An expected failure as one line: ``<path or value>: <what is wrong>; <what to do>``."""
+    if isinstance(exc, FileExistsError) and exc.filename and exc.strerror:  # raised by the OS, not by mslesion
+        text = f"{exc.filename}: already exists; choose another path, or move it away first"
+    else:
+        text = str(exc)
+    return " ".join(text.split())  # messages quoting a file's text may hold newlines
+
+
+def _debug_from_env() -> bool:
+    import os
+
+    return os.environ.get("MSLESION_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mslesion`` console command."""
-    from .errors import MslesionError
+    """Entry point of the ``mslesion`` console command.
+
+    Expected failures (a missing run, a damaged file, an unknown model, an output
+    that may not be written, ...) print one line ``mslesion: error: ...`` on
+    stderr and return 2; ``--debug`` or ``MSLESION_DEBUG=1`` lets them raise,
+    with the traceback. mslesion's own warnings print as ``mslesion: warning: ...``.
+    """
+    import warnings
+
+    from .errors import MslesionError, MslesionWarning
 
     parser = argparse.ArgumentParser(prog="mslesion", description="MS lesion segmentation toolkit")
     parser.add_argument("--version", action="version", version=f"mslesion {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line (also MSLESION_DEBUG=1)")  # fmt: skip
     subparsers = parser.add_subparsers(required=True, metavar="command")
     for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict,
                 add_report, add_demo, add_prep3d, add_train3d):
         add(subparsers)
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (MslesionError, FileExistsError) as exc:
-        print(f"mslesion: error: {exc}", file=sys.stderr)
-        return 2
+    debug = args.debug or _debug_from_env()
+    with warnings.catch_warnings():  # restores warnings.showwarning when the command ends
+        default_show = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, MslesionWarning) and not debug:
+                print(f"mslesion: warning: {_error_line(message)}", file=sys.stderr)
+            else:
+                default_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            return int(args.run(args) or 0)
+        except (MslesionError, FileExistsError) as exc:
+            if debug:
+                raise
+            print(f"mslesion: error: {_error_line(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

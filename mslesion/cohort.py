@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MissingModalityError, NoCasesFoundError
+from .errors import BadPatientIdError, MissingModalityError, NoCasesFoundError
 
-__all__ = ["Case", "Discovery", "discover_cases", "LAYOUTS", "normalise_modality"]
+__all__ = ["Case", "Discovery", "discover_cases", "LAYOUTS", "normalise_modality", "check_patient_id", "MAX_ID_LENGTH"]
 
 LAYOUTS = ("auto", "muslim", "ljubljana", "lgg", "pattern")
 
@@ -31,6 +31,7 @@ LAYOUTS = ("auto", "muslim", "ljubljana", "lgg", "pattern")
 _MUSLIM_NAMES = {"flair": "Flair", "t1": "T1", "t2": "T2"}
 _LJUBLJANA_NAMES = {"flair": "FLAIR", "t1": "T1", "t1post": "T1POST", "t2": "T2"}
 _NIFTI_SUFFIXES = (".nii.gz", ".nii")
+MAX_ID_LENGTH = 128
 
 
 @dataclass
@@ -81,6 +82,51 @@ class Discovery:
     cases: list[Case]
     layout: str
     unmatched: list[Path] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # failure rows of cases whose id is unusable
+
+
+def check_patient_id(patient_id: str, source: str | Path | None = None) -> str:
+    """``patient_id`` if it can name a folder or file inside an output folder, else :class:`BadPatientIdError`.
+
+    Ids come from folder and file names, so they are checked once here and every
+    output path built from them stays inside its folder: no ``.``/``..``, no path
+    separator or NUL or control character, no leading ``-`` or ``.``, at most
+    :data:`MAX_ID_LENGTH` characters.
+    """
+    pid = str(patient_id)
+    problem = None
+    if not pid:
+        problem = "is empty"
+    elif pid in (".", ".."):
+        problem = "is a relative folder name"
+    elif any(c in pid for c in "/\\\0") or any(ord(c) < 32 for c in pid):
+        problem = "contains a path separator or control character"
+    elif pid[0] in "-.":
+        problem = f"starts with {pid[0]!r}"
+    elif len(pid) > MAX_ID_LENGTH:
+        problem = f"is longer than {MAX_ID_LENGTH} characters"
+    if problem:
+        raise BadPatientIdError(source, f"patient id {pid!r} {problem}; rename it to letters, digits, '-' or '_'")
+    return pid
+
+
+def _screen(found: Discovery) -> Discovery:
+    """Move cases with an unusable or duplicated id from ``cases`` to ``rejected`` (the batch goes on)."""
+    keep, counts = [], {}
+    for case in found.cases:
+        counts[case.patient_id] = counts.get(case.patient_id, 0) + 1
+    for case in found.cases:
+        try:
+            check_patient_id(case.patient_id, case.folder)
+            if counts[case.patient_id] > 1:
+                raise BadPatientIdError(case.folder, f"patient id {case.patient_id!r} is found "
+                                                     f"{counts[case.patient_id]} times; ids must be unique")  # fmt: skip
+        except BadPatientIdError as exc:
+            found.rejected.append({"patient": case.patient_id, "error": type(exc).__name__, "message": str(exc)})
+            continue
+        keep.append(case)
+    found.cases = keep
+    return found
 
 
 def normalise_modality(name: str) -> str:
@@ -239,7 +285,9 @@ def discover_cases(
         mask_patterns: modality -> pattern for lesion masks.
 
     Returns:
-        The cases, naturally sorted by id, and files that matched no naming rule.
+        The cases, naturally sorted by id, files that matched no naming rule, and
+        cases refused for their id (:func:`check_patient_id`, duplicates) as
+        failure rows in ``rejected``.
         Missing modalities are not errors here; asking a :class:`Case` for one is.
 
     Raises:
@@ -272,4 +320,4 @@ def discover_cases(
         )
     if not found.cases:
         raise NoCasesFoundError(root, f"no patient matched the {layout} layout")
-    return found
+    return _screen(found)

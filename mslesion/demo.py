@@ -43,6 +43,8 @@ class DemoConfig:
     report_models: list[str] | None = None  # None: all six
     native_models: bool = True  # seeds 001-003: pyramid attention U-Net, FC-DenseNet triplets, 3D R2 attention U-Net
     epochs_3d: int = 8
+    overwrite: bool = False  # replace what an earlier demo wrote (cohort, datasets, runs, results)
+    deterministic: bool = False  # every training run repeats bit for bit on this machine
     extra: dict = field(default_factory=dict)
 
 
@@ -60,21 +62,22 @@ def run_demo(config: DemoConfig | None = None) -> Path:
     c = config or DemoConfig()
     start = time.perf_counter()
     raw, slices, runs = Path(c.data) / "raw" / "synthetic", Path(c.data) / "slices" / "demo", Path(c.runs)
-    generate_cohort(raw, c.patients, seed=c.seed, shape=c.shape, spacing_mm=c.spacing_mm, overwrite=True)
+    generate_cohort(raw, c.patients, seed=c.seed, shape=c.shape, spacing_mm=c.spacing_mm, overwrite=c.overwrite)
     prep = PrepConfig(size=(c.size, c.size), selection=c.selection, split="train_val_test", test_fraction=0.2,
                       val_fraction=0.25, seed=c.seed)  # fmt: skip
-    _say(str(prepare_dataset(raw, slices, prep, progress=False)).replace("\n", "; "), start)
-    common = {"loss": c.loss, "learning_rate": c.learning_rate, "batch_size": c.batch_size, "seed": c.seed, **c.extra}
+    _say(str(prepare_dataset(raw, slices, prep, progress=False, overwrite=c.overwrite)).replace("\n", "; "), start)
+    common = {"loss": c.loss, "learning_rate": c.learning_rate, "batch_size": c.batch_size, "seed": c.seed,
+              "deterministic": c.deterministic, **c.extra}  # fmt: skip
     backbone_runs = experiments.compare_backbones(slices, runs / "backbones", c.backbones, epochs=c.backbone_epochs,
-                                                  weights=None, **common)  # fmt: skip
+                                                  weights=None, overwrite=c.overwrite, **common)  # fmt: skip
     _say(f"backbone comparison: {len(backbone_runs)} runs", start)
     model_runs = experiments.train_report_models(slices, runs / "models", c.epochs, c.report_models, quick=True,
-                                                 weights=None, **common)  # fmt: skip
+                                                 weights=None, overwrite=c.overwrite, **common)  # fmt: skip
     _say(f"Table 6.1 models trained: {len(model_runs)} runs", start)
     tuning = experiments.learning_rate_search(slices, runs / "tuning", "kuc.unet",
                                               {"filter_num": experiments.QUICK_FILTERS["scratch"]},
                                               c.learning_rates, c.lr_epochs, loss=c.loss, batch_size=c.batch_size,
-                                              seed=c.seed)  # fmt: skip
+                                              seed=c.seed, deterministic=c.deterministic)  # fmt: skip
     _say("learning-rate search done", start)
     experiments.evaluate_runs(model_runs)
     _say("whole-volume evaluation done", start)
@@ -87,6 +90,7 @@ def run_demo(config: DemoConfig | None = None) -> Path:
         comparison_runs=[str(r) for r in model_runs + native_runs],
         attention_run=str(native_runs[0]) if native_runs else None,
         epoch_study_run=str(scratch[0]) if scratch else None, epoch_every=every, dataset=str(slices), out=c.out,
+        overwrite=c.overwrite,
         title="mslesion demo report (synthetic cohort, quick mode)",
         note=(f"Produced by `make demo` (`mslesion demo`): {c.patients} synthetic patients, {c.size}x{c.size} "
               f"{c.selection} slices, {c.epochs} epochs per model, loss {c.loss}, Adam {c.learning_rate:g}, "
@@ -112,19 +116,21 @@ def _native_models(c: DemoConfig, raw: Path, slices: Path, runs: Path, common: d
     base = {"epochs": c.epochs, "runs_root": str(runs / "native"), **common}
     pyramid = train({"dataset": str(slices), "model": "native.att_unet_pyramid", "tag": "pyramid",
                      "model_params": {"filters": [16, 32, 64, 128]}, **base, "learning_rate": 1e-2},
-                    verbose=0)  # fmt: skip
+                    verbose=0, overwrite=c.overwrite)  # fmt: skip
     triplets = Path(c.data) / "slices" / "demo25d"
     prep = PrepConfig(size=(c.size, c.size), selection=c.selection, split="train_val_test", test_fraction=0.2,
                       val_fraction=0.25, seed=c.seed, context=3, crop="brain")  # fmt: skip
-    prepare_dataset(raw, triplets, prep, progress=False)
+    prepare_dataset(raw, triplets, prep, progress=False, overwrite=c.overwrite)
     densenet = train({"dataset": str(triplets), "model": "native.fc_densenet", "tag": "sa_convlstm",
                       "model_params": {"growth_rate": 8, "layers_per_block": 2, "blocks": 3, "initial_filters": 16,
-                                       "dropout": 0.0}, **base}, verbose=0)  # fmt: skip
+                                       "dropout": 0.0}, **base}, verbose=0, overwrite=c.overwrite)  # fmt: skip
     volumes = Path(c.data) / "volumes" / "demo"
-    prepare_volumes(raw, volumes, split="train_val_test", test_fraction=0.2, val_fraction=0.25, seed=c.seed)
+    prepare_volumes(raw, volumes, split="train_val_test", test_fraction=0.2, val_fraction=0.25, seed=c.seed,
+                    overwrite=c.overwrite)
     r2 = train_3d({"dataset": str(volumes), "model_params": {"filters": [8, 16, 32]}, "patch": (16, 32, 32),
                    "stride": (8, 16, 16), "batch_size": 4, "epochs": c.epochs_3d, "learning_rate": 3e-3,
-                   "runs_root": str(runs / "native"), "seed": c.seed}, verbose=0)  # fmt: skip
+                   "runs_root": str(runs / "native"), "seed": c.seed, "deterministic": c.deterministic},
+                  verbose=0, overwrite=c.overwrite)  # fmt: skip
     native = [pyramid, densenet, r2]
     experiments.evaluate_runs(native)
     _say("native models (seeds 001-003) trained and evaluated", start)

@@ -17,6 +17,14 @@ __all__ = [
     "MissingModalityError",
     "MissingMaskError",
     "NoCasesFoundError",
+    "BadPatientIdError",
+    "UnknownOptionError",
+    "BadVoxelSizeError",
+    "ConstantImageError",
+    "DamagedCheckpointError",
+    "RunNotFoundError",
+    "MslesionWarning",
+    "ObliqueAffineWarning",
 ]
 
 
@@ -75,3 +83,46 @@ class MissingMaskError(DataError):
 
 class NoCasesFoundError(DataError):
     """A folder or pattern that matched no patient at all."""
+
+
+class BadPatientIdError(DataError):
+    """A patient id (taken from a folder or file name) that cannot name an output folder safely."""
+
+
+class BadVoxelSizeError(DataError):
+    """A voxel size that is zero, negative or NaN (header ``pixdim`` or affine): volumes in mL would be wrong."""
+
+
+class ConstantImageError(DataError):
+    """An image whose voxels all hold one value (all-zero export, blank series): nothing to segment."""
+
+
+class DamagedCheckpointError(CorruptFileError):
+    """A run's ``best.keras`` / ``final.keras`` that is truncated or not a Keras model file."""
+
+
+class RunNotFoundError(MslesionError, FileNotFoundError):
+    """A run folder that does not exist, or lacks what a trained run holds (config, checkpoint).
+
+    A :class:`FileNotFoundError` too, so callers that caught that before still do.
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")  # one argument: OSError would read two as (errno, strerror)
+
+
+class MslesionWarning(UserWarning):
+    """Base class of the warnings mslesion gives about inputs it still accepts."""
+
+
+class ObliqueAffineWarning(MslesionWarning):
+    """A volume whose voxel axes are tilted against the scanner axes; it is sliced along the nearest axes."""
+
+
+class UnknownOptionError(MslesionError, KeyError):
+    """An option value (loss name, ...) that is not one of the known ones; the message lists them."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

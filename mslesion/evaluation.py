@@ -31,15 +31,17 @@ import numpy as np
 from . import __version__
 from .cohort import discover_cases
 from .errors import MslesionError
-from .fileio import atomic_path, load_json, save_json, save_text
-from .inference import TrainedRun, open_run, predict_volume, write_mask
+from .fileio import atomic_path, save_json, save_text
+from .inference import TrainedRun, open_run, predict_volume, read_run_config, write_mask
 from .lesions import bracket_rows, compute_lesion_metrics
 from .loading import load_case
+from .outputs import check_inside, output_dir
 from .metrics import compute_dice, compute_iou, confusion
 from .training import config_from_dict
 from .volume_metrics import compute_patient_metrics
 
-__all__ = ["EvalConfig", "evaluate", "evaluate_volume", "write_tables", "SUMMARY_METRICS"]
+__all__ = ["EvalConfig", "evaluate", "evaluate_volume", "write_tables", "SUMMARY_METRICS", "COLLAPSE_DICE",
+           "trust_summary", "describe_trust"]
 
 #: Per-patient columns summarised (mean, median, std, nan count) in summary.json and the report.
 SUMMARY_METRICS = (
@@ -64,6 +66,7 @@ class EvalConfig:
     write_masks: bool = False
     examples_per_tertile: int = 1
     out_dir: str | None = None
+    overwrite: bool = False  # replace an evaluation written before at the output folder
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalConfig:
@@ -111,10 +114,16 @@ def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
         found = discover_cases(source, layout, prep.image_patterns, prep.mask_patterns)
         label = f"{config.part} part of {dataset} (fold {run.config.get('fold', 0)}), volumes from {source}"
     cases = found.cases if wanted is None else [c for c in found.cases if c.patient_id in set(map(str, wanted))]
-    missing = set(map(str, wanted or [])) - {c.patient_id for c in cases}
+    rejected = [r for r in found.rejected if wanted is None or r["patient"] in set(map(str, wanted))]
+    missing = set(map(str, wanted or [])) - {c.patient_id for c in cases} - {r["patient"] for r in rejected}
     if missing:
         raise FileNotFoundError(f"patients {sorted(missing)} not found under {found.cases[0].folder.parent}")
-    return cases, label
+    return cases, rejected, label
+
+
+def _inputs(run: TrainedRun, config: EvalConfig) -> list:
+    """What an evaluation reads, which its output folder must not overlap."""
+    return [config.source or run.prep_record.get("source"), run.config.get("dataset")]
 
 
 def _default_out(run_dir: Path, config: EvalConfig) -> Path:
@@ -127,16 +136,27 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     """Evaluate one run on whole volumes; returns the output folder (see module doc).
 
     A patient that cannot be loaded (corrupt file, missing modality...) is
-    listed in ``failures.csv`` and the others are still evaluated.
+    listed in ``failures.csv`` and the others are still evaluated. The folder is
+    written whole (:func:`mslesion.outputs.output_dir`): an evaluation written
+    before is replaced only with ``config.overwrite``.
     """
     config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
     run_dir = Path(run_dir)
-    if "patch" in load_json(run_dir / "config.json"):  # a 3D patch run (mslesion train3d)
+    if "patch" in read_run_config(run_dir):  # a 3D patch run (mslesion train3d)
         return _evaluate_3d(run_dir, config, verbose)
     run = open_run(run_dir, config.checkpoint)
-    cases, label = _cases(run, config)
+    cases, rejected, label = _cases(run, config)
     out = _default_out(run_dir, config)
-    rows, bracket_table, slice_rows, failures, candidates = [], [], [], [], []
+    with output_dir(out, "evaluation", overwrite=config.overwrite, inputs=_inputs(run, config)) as tmp:
+        _score(run, cases, rejected, label, config, tmp, verbose)
+    return out
+
+
+def _score(run: TrainedRun, cases: list, rejected: list[dict], label: str, config: EvalConfig, out: Path,
+           verbose: bool) -> None:  # fmt: skip
+    """Evaluate ``cases`` and write every table into ``out``."""
+    rows, bracket_table, slice_rows, candidates = [], [], [], []
+    failures = list(rejected)
     for case in cases:
         try:
             loaded = load_case(case, run.prep.modalities, run.prep.mask_modality, allow_empty_mask=True)
@@ -162,14 +182,16 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
                         .astype(np.float16), loaded.mask[r["slice_index"]], pred[r["slice_index"]]) for r in per_slice]
         if config.write_masks:
             suffix = "" if loaded.affine is None else ".nii.gz"
-            write_mask(pred, loaded, out / "masks" / f"{loaded.patient_id}_pred{suffix}")
+            write_mask(pred, loaded, check_inside(out, out / "masks" / f"{loaded.patient_id}_pred{suffix}"))
         if verbose:
             print(f"  {loaded.patient_id}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} "
                   f"found, {row['fp_lesions']} false")  # fmt: skip
     per_patient = write_tables(out, rows, bracket_table, slice_rows, failures)
     _save_examples(out / "examples.npz", candidates, config.examples_per_tertile)
-    save_json(out / "summary.json", _summary(run, config, label, per_patient, slice_rows, failures))
-    return out
+    summary = _summary(run, config, label, per_patient, slice_rows, failures)
+    save_json(out / "summary.json", summary)
+    if verbose:
+        print(f"  {describe_trust(summary['trust'])}")
 
 
 def _evaluate_3d(run_dir: Path, config: EvalConfig, verbose: bool) -> Path:
@@ -179,7 +201,7 @@ def _evaluate_3d(run_dir: Path, config: EvalConfig, verbose: bool) -> Path:
         raise ValueError(f"{run_dir}: a 3D run evaluates the patients of its prepared volumes; --source is 2D only")
     return evaluate_3d(run_dir, config.part, config.checkpoint, config.threshold, config.connectivity,
                        config.detection_fraction, config.write_masks, patients=config.patients,
-                       out_dir=config.out_dir, verbose=verbose)  # fmt: skip
+                       out_dir=config.out_dir, verbose=verbose, overwrite=config.overwrite)  # fmt: skip
 
 
 def write_tables(out: Path, rows: list[dict], bracket_table: list[dict], slice_rows: list[dict],
@@ -228,18 +250,65 @@ def _save_examples(path: Path, candidates: list, per_tertile: int) -> None:
         np.savez_compressed(tmp, **arrays)
 
 
+#: A patient whose whole-volume Dice is below this counts as a collapsed prediction.
+COLLAPSE_DICE = 0.1
+
+
+def _stats(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    q = np.percentile(finite, [0, 25, 50, 75, 100]) if finite.size else [math.nan] * 5
+    return {
+        "mean": float(finite.mean()) if finite.size else math.nan,
+        "median": float(q[2]), "std": float(finite.std()) if finite.size else math.nan,
+        "q1": float(q[1]), "q3": float(q[3]), "min": float(q[0]), "max": float(q[4]),
+        "n": int(finite.size), "n_nan": int(values.size - finite.size),
+    }  # fmt: skip
+
+
+def trust_summary(per_patient) -> dict:
+    """What a reader needs before trusting a mean Dice: its spread, collapsed patients, volumes.
+
+    Args:
+        per_patient: a table with ``patient``, ``dice`` and ``volume_true_ml`` /
+            ``volume_pred_ml`` (or ``volume_*_voxels`` when there is no voxel size).
+
+    Returns:
+        ``{"dice": stats, "collapsed": {...}, "lesion_volume": {...}}``; stats hold
+        mean, median, std, quartiles, min, max and counts (nan patients counted, not averaged).
+    """
+    n = len(per_patient)
+    dice = per_patient["dice"].to_numpy(float) if n else np.zeros(0)
+    low = [str(p) for p, d in zip(per_patient["patient"], dice) if np.isfinite(d) and d < COLLAPSE_DICE] if n else []
+    has_ml = n and "volume_true_ml" in per_patient and np.isfinite(per_patient["volume_true_ml"].to_numpy(float)).any()
+    unit = "ml" if has_ml else "voxels"
+    true = per_patient[f"volume_true_{unit}"].to_numpy(float) if n else np.zeros(0)
+    pred = per_patient[f"volume_pred_{unit}"].to_numpy(float) if n else np.zeros(0)
+    ratio = np.divide(pred, true, out=np.full_like(pred, np.nan), where=true > 0)
+    return {
+        "dice": _stats(dice),
+        "collapsed": {"dice_below": COLLAPSE_DICE, "n": len(low), "fraction": len(low) / n if n else math.nan,
+                      "patients": low},  # fmt: skip
+        "lesion_volume": {"unit": unit, "true_mean": _stats(true)["mean"], "pred_mean": _stats(pred)["mean"],
+                          "pred_over_true": _stats(ratio)},  # fmt: skip
+    }
+
+
+def describe_trust(trust: dict) -> str:
+    """One line for the terminal: Dice spread, collapsed patients, predicted vs true lesion volume."""
+    d, c, v = trust["dice"], trust["collapsed"], trust["lesion_volume"]
+    if not d["n"]:
+        return "no patient with a defined Dice"
+    unit = "mL" if v["unit"] == "ml" else "voxels"
+    return (f"Dice per patient {d['mean']:.3f} ± {d['std']:.3f} (median {d['median']:.3f}, IQR {d['q1']:.3f}-"
+            f"{d['q3']:.3f}, n={d['n']}); {c['n']} of {d['n'] + d['n_nan']} patients below {c['dice_below']:g} "
+            f"(collapsed); lesion volume predicted {v['pred_mean']:.3g} vs true {v['true_mean']:.3g} {unit} (mean), "
+            f"median ratio {v['pred_over_true']['median']:.2f}")  # fmt: skip
+
+
 def _summary(run: TrainedRun, config: EvalConfig, label: str, per_patient, slice_rows: list, failures: list) -> dict:
     stats = {}
     for key in SUMMARY_METRICS:
-        values = per_patient[key].to_numpy(float) if key in per_patient else np.zeros(0)
-        finite = values[np.isfinite(values)]
-        stats[key] = {
-            "mean": float(finite.mean()) if finite.size else math.nan,
-            "median": float(np.median(finite)) if finite.size else math.nan,
-            "std": float(finite.std()) if finite.size else math.nan,
-            "n": int(finite.size),
-            "n_nan": int(values.size - finite.size),
-        }
+        stats[key] = _stats(per_patient[key].to_numpy(float) if key in per_patient else np.zeros(0))
     inter = sum(r["overlap_pixels"] for r in slice_rows)
     truth = sum(r["lesion_pixels"] for r in slice_rows)
     predicted = sum(r["pred_pixels"] for r in slice_rows)
@@ -255,6 +324,7 @@ def _summary(run: TrainedRun, config: EvalConfig, label: str, per_patient, slice
         "detection_fraction": config.detection_fraction,
         "threshold": config.threshold,
         "per_patient": stats,
+        "trust": trust_summary(per_patient),
         "slice_level": {
             "unit": "axial slices with ground-truth lesion, native grid (seed 000's test unit)",
             "n_slices": len(slice_rows),

@@ -39,21 +39,23 @@ def report_model_config(key: str, dataset: str | Path, runs_root: str | Path, ep
 
 def train_report_models(dataset: str | Path, runs_root: str | Path, epochs: int = 50, keys: list[str] | None = None,
                         quick: bool = False, weights: str | None = "imagenet", verbose: int = 0,
-                        **overrides) -> list[Path]:  # fmt: skip
+                        overwrite: bool = False, **overrides) -> list[Path]:  # fmt: skip
     """Train the models of Table 6.1 (all six by default); returns their run folders.
 
     ``overrides`` go to every :class:`~mslesion.training.TrainConfig` (loss,
     learning_rate, batch_size, augment...). Seed 000: bce, Adam 1e-3, 50 epochs.
+    Finished runs are left as they are unless ``overwrite`` (see :func:`mslesion.training.train`).
     """
     from .training import train
 
-    return [train(report_model_config(k, dataset, runs_root, epochs, quick, weights, **overrides), verbose=verbose)
-            for k in (keys or list(REPORT_MODELS))]  # fmt: skip
+    return [train(report_model_config(k, dataset, runs_root, epochs, quick, weights, **overrides), verbose=verbose,
+                  overwrite=overwrite) for k in (keys or list(REPORT_MODELS))]  # fmt: skip
 
 
 def compare_backbones(dataset: str | Path, runs_root: str | Path, backbones: tuple[str, ...] = BACKBONES,
                       model: str = "sm.unet", epochs: int = 20, weights: str | None = "imagenet",
-                      encoder: str = "trainable", verbose: int = 0, **overrides) -> list[Path]:  # fmt: skip
+                      encoder: str = "trainable", verbose: int = 0, overwrite: bool = False,
+                      **overrides) -> list[Path]:  # fmt: skip
     """Train one U-Net per encoder on the same split; the report's backbone table reads the runs."""
     from .training import train
 
@@ -61,7 +63,8 @@ def compare_backbones(dataset: str | Path, runs_root: str | Path, backbones: tup
     for backbone in backbones:
         params = {"backbone": backbone, "weights": weights, "encoder": encoder}
         runs.append(train({"dataset": str(dataset), "model": model, "model_params": params, "epochs": epochs,
-                           "runs_root": str(runs_root), "tag": f"{backbone}", **overrides}, verbose=verbose))  # fmt: skip
+                           "runs_root": str(runs_root), "tag": f"{backbone}", **overrides}, verbose=verbose,
+                          overwrite=overwrite))  # fmt: skip
     return runs
 
 
@@ -77,9 +80,14 @@ def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str 
 
 
 def evaluate_runs(runs: list[Path], **settings) -> list[Path]:
-    """Whole-volume, per-patient evaluation of each run on its test patients."""
+    """Whole-volume, per-patient evaluation of each run on its test patients.
+
+    Re-running replaces the runs' own earlier evaluations (``overwrite=True``
+    unless ``settings`` say otherwise), as re-running a notebook should.
+    """
     from .evaluation import EvalConfig, evaluate
 
+    settings.setdefault("overwrite", True)
     return [evaluate(run, EvalConfig(**settings), verbose=False) for run in runs]
 
 

@@ -21,7 +21,7 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
-__all__ = ["atomic_path", "atomic_dir", "save_npy", "save_json", "save_text", "load_npy", "load_json"]
+__all__ = ["atomic_path", "atomic_dir", "crash_point", "save_npy", "save_json", "save_text", "load_npy", "load_json"]
 
 
 @contextmanager
@@ -34,7 +34,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    # named like atomic_dir's temporaries so mslesion.outputs.remove_stale_temps can find them after a crash
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.mslesion-", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give outputs normal permissions
@@ -47,20 +48,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; swap it in on success.
+def atomic_dir(path: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; move it to ``path`` on success.
 
-    An existing ``path`` is replaced only once the new content is complete.
+    An existing ``path`` is replaced only with ``replace=True``, and only once the
+    new content is complete. Policy (whose folder may be replaced, locks,
+    recovery of an interrupted swap) lives in :func:`mslesion.outputs.output_dir`.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``replace`` is False.
     """
-    path = Path(path)
+    path = Path(path).absolute()
+    if os.path.lexists(path) and not replace:
+        raise FileExistsError(f"{path}: already exists; not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # the name pattern is what mslesion.outputs.recover_swap removes after a crash: keep the two in step
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.mslesion-", suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
-        if path.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        if os.path.lexists(path):
+            trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.mslesion-", suffix=".old", dir=path.parent))
             os.replace(path, trash / "old")
+            crash_point("atomic_dir.between_renames")
             os.replace(tmp, path)
             shutil.rmtree(trash, ignore_errors=True)
         else:
@@ -68,6 +78,15 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def crash_point(name: str) -> None:
+    """Test hook: the process dies here, as under ``kill -9``, when ``MSLESION_CRASH_AT`` names this point.
+
+    Lets tests hit crash windows deterministically instead of by timing.
+    """
+    if os.environ.get("MSLESION_CRASH_AT") == name:
+        os._exit(137)
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> None:

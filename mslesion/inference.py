@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CorruptFileError, DamagedCheckpointError, RunNotFoundError
 from .fileio import atomic_path, load_json
 from .loading import LoadedCase
+from .outputs import check_inside
 from .prep import PrepConfig
 from .slicing import slice_case, to_native_stack
 from .volumes import from_axial_stack
@@ -25,6 +27,9 @@ __all__ = [
     "CHECKPOINTS",
     "TrainedRun",
     "open_run",
+    "check_run",
+    "read_run_config",
+    "run_prep_config",
     "predict_slices",
     "predict_volume",
     "write_mask",
@@ -49,34 +54,93 @@ class TrainedRun:
         return tuple(self.model.input_shape[1:])
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        value = load_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(path, f"not valid JSON ({exc}); restore it from a copy of the run") from exc
+    if not isinstance(value, dict):
+        raise CorruptFileError(path, "does not hold a JSON object; restore it from a copy of the run")
+    return value
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run folder's ``config.json``, checking first that ``run_dir`` is a run.
+
+    Raises:
+        RunNotFoundError: no such folder, or no ``config.json`` in it (not a run folder).
+        CorruptFileError: ``config.json`` is not valid JSON.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file, not a run folder" if run_dir.exists() else "no such run folder"
+        raise RunNotFoundError(run_dir, f"{what}; give a folder written by mslesion train")
+    if not (run_dir / "config.json").is_file():
+        raise RunNotFoundError(run_dir, "not a run folder (no config.json); give a folder written by mslesion train")
+    return _read_json(run_dir / "config.json")
+
+
 def run_prep_config(run_dir: str | Path) -> dict:
-    """The preparation a run was trained on: its own copy, else its dataset's."""
+    """The preparation a run was trained on: its own copy, else its dataset's.
+
+    Raises:
+        RunNotFoundError: neither the run nor its dataset holds a ``prep_config.json``.
+    """
     run_dir = Path(run_dir)
     own = run_dir / "prep_config.json"
     if own.is_file():
-        return load_json(own)
-    dataset = Path(load_json(run_dir / "config.json")["dataset"])
+        return _read_json(own)
+    dataset = Path(str(read_run_config(run_dir).get("dataset", "")))
     if not (dataset / "prep_config.json").is_file():
-        raise FileNotFoundError(
-            f"{run_dir}: no prep_config.json in the run and its dataset {dataset} is gone; "
-            "copy the dataset's prep_config.json into the run folder"
-        )
-    return load_json(dataset / "prep_config.json")
+        raise RunNotFoundError(
+            run_dir, f"no prep_config.json in the run and its dataset {dataset} is gone; "
+            "copy the dataset's prep_config.json into the run folder",
+        )  # fmt: skip
+    return _read_json(dataset / "prep_config.json")
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "best") -> TrainedRun:
-    """Load a run's ``best.keras`` (highest val Dice) or ``final.keras`` (BN re-estimated)."""
-    from .models import load_model
+def check_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, dict, Path]:
+    """Check a 2D run folder without loading its model: ``(config, prep record, checkpoint path)``.
 
+    Raises:
+        RunNotFoundError: not a run folder, a 3D run, or no such checkpoint.
+        CorruptFileError: a damaged ``config.json`` or ``prep_config.json``.
+    """
     run_dir = Path(run_dir)
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    config = read_run_config(run_dir)
+    if "patch" in config:
+        raise RunNotFoundError(run_dir, "is a 3D patch run (mslesion train3d), which this command does not take; "
+                                        "score it with mslesion evaluate")  # fmt: skip
     path = run_dir / f"{checkpoint}.keras"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (is the run finished?)")
-    record = run_prep_config(run_dir)
-    return TrainedRun(run_dir, checkpoint, load_model(path), PrepConfig.from_dict(record),
-                      load_json(run_dir / "config.json"), record)  # fmt: skip
+        have = sorted(p.name for p in run_dir.glob("*.keras"))
+        other = next((c for c in CHECKPOINTS if c != checkpoint and f"{c}.keras" in have), None)
+        hint = f"use --checkpoint {other}" if other else "train the run (again) to the end"
+        raise RunNotFoundError(path, f"no such checkpoint (the run holds {', '.join(have) or 'none'}); {hint}")
+    return config, run_prep_config(run_dir), path
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "best") -> TrainedRun:
+    """Load a run's ``best.keras`` (highest val Dice) or ``final.keras`` (BN re-estimated).
+
+    Raises:
+        RunNotFoundError: see :func:`check_run`.
+        DamagedCheckpointError: the checkpoint is truncated or not a Keras model file.
+    """
+    from .models import load_model
+    from .models.saving import DamagedModelError
+
+    run_dir = Path(run_dir)
+    config, record, path = check_run(run_dir, checkpoint)
+    try:
+        model = load_model(path)
+    except DamagedModelError as exc:
+        other = next(c for c in CHECKPOINTS if c != checkpoint)
+        hint = f"re-train or use --checkpoint {other}" if (run_dir / f"{other}.keras").is_file() else "re-train"
+        raise DamagedCheckpointError(path, f"damaged or not a Keras model file ({exc.reason}); {hint}") from exc
+    return TrainedRun(run_dir, checkpoint, model, PrepConfig.from_dict(record), config, record)
 
 
 def predict_slices(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -121,7 +185,7 @@ def write_mask(mask_zhw: np.ndarray, case: LoadedCase, out: str | Path) -> list[
 
         written = []
         for k, src in enumerate(case.image_files):
-            path = out / f"{Path(src).stem}_pred_mask.tif"
+            path = check_inside(out, out / f"{Path(src).stem}_pred_mask.tif")
             with atomic_path(path) as tmp:
                 if not cv2.imwrite(str(tmp), mask_zhw[k] * 255):
                     raise OSError(f"{path}: OpenCV could not write the mask")

@@ -14,8 +14,23 @@ import cv2
 import numpy as np
 
 from .cohort import Case, normalise_modality
-from .errors import CorruptFileError, EmptyMaskError, MissingMaskError, NotThreeDError, ShapeMismatchError
-from .volumes import axial_spacing_mm, binarise_mask, check_same_grid, load_image, load_mask, to_axial_stack
+from .errors import (
+    CorruptFileError,
+    EmptyMaskError,
+    MissingMaskError,
+    MissingModalityError,
+    NotThreeDError,
+    ShapeMismatchError,
+)
+from .volumes import (
+    axial_spacing_mm,
+    binarise_mask,
+    check_not_constant,
+    check_same_grid,
+    load_image,
+    load_mask,
+    to_axial_stack,
+)
 
 __all__ = ["LoadedCase", "load_case", "LGG_CHANNELS"]
 
@@ -36,6 +51,8 @@ class LoadedCase:
         axcodes: source orientation, e.g. ``("L", "A", "S")``.
         source_shape: shape of the source volume in its own voxel order.
         image_files, mask_file: where it came from.
+        warnings: what was accepted but is worth recording (e.g. an oblique
+            affine), one line each naming the file; prep writes them into meta.json.
     """
 
     patient_id: str
@@ -49,6 +66,7 @@ class LoadedCase:
     axcodes: tuple[str, ...] | None = None
     source_shape: tuple[int, ...] | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_case(
@@ -82,12 +100,14 @@ def load_case(
     planes = [to_axial_stack(v.data, v.affine) for v in vols]
     # One contiguous copy: every later reduction over the volume is then fast.
     stack = np.ascontiguousarray(planes[0][..., None]) if len(planes) == 1 else np.stack(planes, axis=-1)
+    vols_read = list(vols)
     if mask_path is None:
         mask = np.zeros(stack.shape[:3], dtype=bool)
     else:
         mask_vol = load_mask(mask_path, allow_empty=allow_empty_mask)
         check_same_grid(ref, mask_vol, what="mask")
         mask = to_axial_stack(mask_vol.data, mask_vol.affine)
+        vols_read.append(mask_vol)
     return LoadedCase(
         patient_id=case.patient_id,
         stack=stack,
@@ -99,6 +119,7 @@ def load_case(
         affine=ref.affine,
         axcodes=ref.axcodes,
         source_shape=tuple(ref.data.shape),
+        warnings=[w for v in vols_read for w in v.warnings],
     )
 
 
@@ -112,7 +133,8 @@ def _read_tif(path: Path) -> np.ndarray:
 def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool, with_mask: bool = True) -> LoadedCase:
     unknown = [m for m in modalities if m not in LGG_CHANNELS]
     if unknown:
-        raise ValueError(f"LGG slices hold channels {LGG_CHANNELS}; cannot select {unknown}")
+        raise MissingModalityError(case.folder, f"LGG slices hold channels {list(LGG_CHANNELS)}, not {unknown}; "
+                                                "use a run trained on LGG slices")  # fmt: skip
     channels = [LGG_CHANNELS.index(m) for m in modalities]
     images, masks = [], []
     shape = None
@@ -138,11 +160,14 @@ def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool, with_ma
             raise ShapeMismatchError(mask_path, f"mask shape {mask.shape} differs from image shape {img.shape[:2]}")
         masks.append(binarise_mask(mask, mask_path, allow_empty=True))
     mask = np.stack(masks)
+    stack = np.stack(images).astype(np.float32)
+    for c, name in enumerate(modalities):
+        check_not_constant(stack[..., c], case.folder, f"{name} channel of every slice")
     if with_mask and not allow_empty_mask and not mask.any():
         raise EmptyMaskError(case.folder, "no slice of this case has a lesion voxel")
     return LoadedCase(
         patient_id=case.patient_id,
-        stack=np.stack(images).astype(np.float32),
+        stack=stack,
         mask=mask,
         modalities=modalities,
         spacing_zhw_mm=None,

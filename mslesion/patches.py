@@ -31,7 +31,8 @@ from scipy import ndimage
 from . import __version__
 from .cohort import discover_cases
 from .errors import MslesionError
-from .fileio import atomic_dir, load_json, load_npy, save_json, save_npy, save_text
+from .fileio import load_json, load_npy, save_json, save_npy, save_text
+from .outputs import check_inside, check_output, output_dir
 from .intensity import fit_normalisation, foreground_mask
 from .loading import load_case
 from .splits import save_splits, split_patients
@@ -59,6 +60,7 @@ def prepare_volumes(
     split: str = "train_val_test", test_fraction: float = 0.2, val_fraction: float = 0.2, folds: int = 5,
     seed: int = 0, layout: str = "auto", image_patterns: dict | None = None, mask_patterns: dict | None = None,
     mask_modality: str | None = None, allow_empty_masks: bool = False, foreground: str = "auto",
+    overwrite: bool = False,
 ) -> dict:  # fmt: skip
     """Write every patient of ``source`` as a normalised whole volume (layout in the module doc).
 
@@ -66,10 +68,15 @@ def prepare_volumes(
     Patients that fail to load are listed in ``failures.csv`` and skipped; splits
     (:func:`mslesion.splits.split_patients`) are over the prepared patients.
 
+    ``out_dir`` follows :func:`mslesion.outputs.output_dir`: new, empty, or (with
+    ``overwrite``) volumes this toolkit wrote; never the source or around it.
+    When every patient fails nothing is written.
+
     Returns:
         ``{"out_dir", "patients", "failures", "unmatched_files"}``.
     """
     out_dir = Path(out_dir)
+    check_output(out_dir, "volumes3d", overwrite=overwrite, inputs=[source])
     found = discover_cases(source, layout, image_patterns, mask_patterns)
     config = {"kind": "volumes3d", "source": str(Path(source).resolve()), "layout": layout,
               "layout_found": found.layout, "image_patterns": image_patterns, "mask_patterns": mask_patterns,
@@ -77,8 +84,27 @@ def prepare_volumes(
               "mask_modality": mask_modality, "allow_empty_masks": allow_empty_masks, "foreground": foreground,
               "normalisation": normalisation, "split": split, "test_fraction": test_fraction,
               "val_fraction": val_fraction, "folds": folds, "seed": seed, "mslesion_version": __version__}  # fmt: skip
-    prepared, failures = [], []
-    with atomic_dir(out_dir) as tmp:
+    prepared, failures = [], list(found.rejected)
+    try:
+        _write_volumes(source, out_dir, found, config, prepared, failures, overwrite)
+    except _NothingPrepared:
+        pass
+    return {"out_dir": out_dir, "patients": prepared, "failures": failures,
+            "unmatched_files": [str(p) for p in found.unmatched]}  # fmt: skip
+
+
+class _NothingPrepared(Exception):
+    """Every patient failed: leave ``out_dir`` as it was."""
+
+
+def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, failures: list,
+                   overwrite: bool) -> None:  # fmt: skip
+    modalities, mask_modality, allow_empty_masks = config["modalities"], config["mask_modality"], \
+        config["allow_empty_masks"]  # fmt: skip
+    foreground, normalisation = config["foreground"], config["normalisation"]
+    split, seed, folds = config["split"], config["seed"], config["folds"]
+    test_fraction, val_fraction = config["test_fraction"], config["val_fraction"]
+    with output_dir(out_dir, "volumes3d", overwrite=overwrite, inputs=[source]) as tmp:
         for case in found.cases:
             try:
                 loaded = load_case(case, modalities, mask_modality, allow_empty_masks)
@@ -92,7 +118,7 @@ def prepare_volumes(
                 norm = fit_normalisation(channel, foreground_mask(channel, foreground), normalisation)
                 volume[..., c] = norm.apply(channel)
                 norms.append(norm.to_dict())
-            folder = tmp / case.patient_id
+            folder = check_inside(tmp, tmp / case.patient_id)
             save_npy(folder / "volume.npy", volume)
             save_npy(folder / "mask.npy", loaded.mask.astype(np.uint8))
             save_json(folder / "meta.json", {
@@ -105,6 +131,8 @@ def prepare_volumes(
                            "affine": loaded.affine, "axcodes": loaded.axcodes, "shape": loaded.source_shape},
             })  # fmt: skip
             prepared.append(case.patient_id)
+        if not prepared:
+            raise _NothingPrepared
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["patient", "error", "message"], lineterminator="\n")
         writer.writeheader()
@@ -114,8 +142,6 @@ def prepare_volumes(
         if prepared:
             save_splits(tmp / "splits.json", split_patients(prepared, split, test_fraction=test_fraction,
                         val_fraction=val_fraction, k=min(folds, max(len(prepared), 2)), seed=seed))  # fmt: skip
-    return {"out_dir": out_dir, "patients": prepared, "failures": failures,
-            "unmatched_files": [str(p) for p in found.unmatched]}  # fmt: skip
 
 
 def open_volume(dataset_dir: str | Path, patient: str, mmap: bool = True) -> PreparedVolume:

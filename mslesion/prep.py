@@ -27,12 +27,14 @@ import numpy as np
 from . import __version__
 from .cohort import Case, discover_cases
 from .errors import MslesionError
-from .fileio import atomic_dir, load_json, load_npy, save_json, save_npy, save_text
+from .fileio import atomic_dir, crash_point, load_json, load_npy, save_json, save_npy, save_text
+from .outputs import MARKER, OutputError, check_inside, check_output, locked, output_dir, read_marker
 from .loading import LoadedCase, load_case
 from .slicing import CaseSlices, slice_case
 from .splits import save_splits, split_patients
 
-__all__ = ["PrepConfig", "PrepSummary", "prepare_dataset", "prepare_case", "open_case", "read_manifest"]
+__all__ = ["PrepConfig", "PrepSummary", "prepare_dataset", "prepare_case", "open_case", "read_manifest",
+           "resplit_dataset"]
 
 MANIFEST_COLUMNS = [
     "patient", "row", "slice_index", "lesion_pixels", "lesion_pixels_native", "native_shape",
@@ -112,6 +114,8 @@ class PrepSummary:
             f"slices: {self.slices} ({self.lesion_slices} with lesion)",
         ]
         lines += [f"  FAILED {f['patient']}: {f['error']}: {f['message']}" for f in self.failures]
+        if not self.patients:
+            lines.append(f"nothing written: no patient could be prepared ({self.out_dir} left as it was)")
         if self.unmatched_files:
             lines.append(f"files matching no naming rule (ignored): {len(self.unmatched_files)}")
         return "\n".join(lines)
@@ -121,7 +125,7 @@ def prepare_case(case: Case, config: PrepConfig, out_dir: Path) -> list[dict]:
     """Load, slice and write one patient into ``out_dir/<patient>``; return its manifest rows."""
     loaded = load_case(case, config.modalities, config.mask_modality, config.allow_empty_masks)
     sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, **config.slicing_kwargs())
-    with atomic_dir(out_dir / case.patient_id) as tmp:
+    with atomic_dir(check_inside(out_dir, out_dir / case.patient_id)) as tmp:
         save_npy(tmp / "image.npy", sliced.images)
         save_npy(tmp / "mask.npy", sliced.masks)
         save_json(tmp / "meta.json", _case_meta(loaded, sliced))
@@ -152,6 +156,7 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
             "shape": loaded.source_shape,
         },
         "lesion_voxels": int(np.count_nonzero(loaded.mask)),
+        "warnings": loaded.warnings,
     }
 
 
@@ -191,6 +196,7 @@ def prepare_dataset(
     config: PrepConfig | None = None,
     jobs: int = 1,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> PrepSummary:
     """Turn every patient under ``source`` into slices under ``out_dir``.
 
@@ -200,22 +206,46 @@ def prepare_dataset(
 
     Args:
         source: dataset root (any layout :func:`mslesion.cohort.discover_cases` reads).
-        out_dir: dataset folder to (re)write.
+        out_dir: dataset folder to write: new, empty, or (with ``overwrite``) a
+            dataset this toolkit wrote; never the source or a folder around it
+            (:func:`mslesion.outputs.output_dir`).
         jobs: worker processes (patients run in parallel).
+        overwrite: replace an existing mslesion dataset at ``out_dir``.
+
+    Raises:
+        OutputError: ``out_dir`` may not be written (checked before any work).
     """
     config = config or PrepConfig()
     out_dir = Path(out_dir)
+    check_output(out_dir, "dataset", overwrite=overwrite, inputs=[source])
     found = discover_cases(source, config.layout, config.image_patterns, config.mask_patterns)
     summary = PrepSummary(out_dir=out_dir, unmatched_files=[str(p) for p in found.unmatched])
+    summary.failures += found.rejected
+    try:
+        _write_dataset(source, out_dir, config, found, summary, jobs, progress, overwrite)
+    except _NothingPrepared:
+        pass  # every patient failed: nothing is written, the summary says why
+    return summary
+
+
+class _NothingPrepared(Exception):
+    """Every patient failed: leave ``out_dir`` as it was."""
+
+
+def _write_dataset(source, out_dir: Path, config: PrepConfig, found, summary: PrepSummary, jobs: int,
+                   progress: bool, overwrite: bool) -> None:  # fmt: skip
     rows_by_patient: dict[str, list[dict]] = {}
-    with atomic_dir(out_dir) as tmp:
+    with output_dir(out_dir, "dataset", overwrite=overwrite, inputs=[source]) as tmp:
         results = _map_cases(found.cases, config, tmp, jobs, progress)
+        crash_point("prep.after_cases")
         for pid, rows, failure in results:
             if failure:
                 summary.failures.append(failure)
             else:
                 rows_by_patient[pid] = rows
         order = [c.patient_id for c in found.cases if c.patient_id in rows_by_patient]
+        if not order:
+            raise _NothingPrepared
         rows = [r for pid in order for r in rows_by_patient[pid]]
         summary.patients = len(order)
         summary.slices = len(rows)
@@ -233,7 +263,6 @@ def prepare_dataset(
             "patients": summary.patients, "slices": summary.slices, "lesion_slices": summary.lesion_slices,
             "failures": summary.failures, "unmatched_files": summary.unmatched_files,
         })  # fmt: skip
-    return summary
 
 
 def _map_cases(cases: list[Case], config: PrepConfig, out: Path, jobs: int, progress: bool) -> list:
@@ -263,6 +292,30 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     save_text(path, buf.getvalue())
+
+
+def resplit_dataset(dataset_dir: str | Path, mode: str = "holdout", *, test_fraction: float = 0.1,
+                    val_fraction: float = 0.1, folds: int = 5, seed: int = 0, overwrite: bool = False) -> dict:  # fmt: skip
+    """Split the patients of a prepared dataset anew and replace its ``splits.json``; returns the splits.
+
+    Runs trained on the old splits keep their own patient lists (``config.json``),
+    but a dataset's splits are replaced only when asked (``overwrite``).
+
+    Raises:
+        OutputError: ``dataset_dir`` is not a dataset mslesion wrote, or has splits and ``overwrite`` is False.
+    """
+    folder = Path(dataset_dir)
+    marker = read_marker(folder)
+    if marker is None or marker["kind"] != "dataset":
+        raise OutputError(f"{folder}: not a slice dataset written by mslesion prep (no {MARKER} marker)")
+    if (folder / "splits.json").is_file() and not overwrite:
+        raise OutputError(f"{folder / 'splits.json'}: exists; pass --overwrite to replace the dataset's splits")
+    with locked(folder):
+        patients = list(dict.fromkeys(read_manifest(folder)["patient"]))
+        splits = split_patients(patients, mode, test_fraction=test_fraction, val_fraction=val_fraction, k=folds,
+                                seed=seed)  # fmt: skip
+        save_splits(folder / "splits.json", splits)
+    return splits
 
 
 def read_manifest(dataset_dir: str | Path):

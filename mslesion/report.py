@@ -23,6 +23,7 @@ import pandas as pd
 from . import figures as fig
 from . import report_tables as rt
 from .fileio import load_json, save_json, save_text
+from .outputs import output_dir
 from .training import read_history
 
 __all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures", "attention_figure"]
@@ -44,6 +45,7 @@ class ReportConfig:
     out: str = "results"
     title: str = "mslesion report"
     note: str = ""  # how these results were produced, printed at the top of report.md
+    overwrite: bool = False  # replace a report written before at ``out``
 
 
 class _Writer:
@@ -101,7 +103,7 @@ def _examples(runs: list[Path], eval_name: str) -> dict[str, list[dict]]:
         path = run / eval_name / "examples.npz"
         if not path.is_file():
             continue
-        data = np.load(path)
+        data = np.load(path, allow_pickle=False)
         keys = sorted({k.split("/")[0] for k in data.files}, key=lambda k: ("good", "average", "bad").index(k.split("_")[0]))
         shown = []
         for key in keys:
@@ -178,9 +180,21 @@ def attention_figure(run: str | Path, writer: _Writer | None = None, eval_name: 
 
 
 def build_report(config: ReportConfig | dict) -> Path:
-    """Write every table and figure the runs allow into ``config.out``; returns ``report.md``."""
+    """Write every table and figure the runs allow into ``config.out``; returns ``report.md``.
+
+    The folder is built whole and swapped in (:func:`mslesion.outputs.output_dir`):
+    a report written before is replaced only with ``config.overwrite``, and a
+    folder holding anything else is refused.
+    """
     config = ReportConfig(**config) if isinstance(config, dict) else config
-    out = Path(config.out)
+    inputs = [*config.runs, *config.backbone_runs, *config.comparison_runs, *config.tunings, config.epoch_study_run,
+              config.attention_run, config.dataset]  # fmt: skip
+    with output_dir(config.out, "report", overwrite=config.overwrite, inputs=inputs) as tmp:
+        _write_report(config, tmp)
+    return Path(config.out) / "report.md"
+
+
+def _write_report(config: ReportConfig, out: Path) -> None:
     w = _Writer(out)
     runs = [Path(r) for r in config.runs]
     src = {"runs": [str(r) for r in runs]}
@@ -211,6 +225,8 @@ def build_report(config: ReportConfig | dict) -> Path:
     if config.backbone_runs:
         bb = [Path(r) for r in config.backbone_runs]
         w.table("backbone_comparison", rt.backbone_table(bb), "Backbone comparison", {"runs": [str(r) for r in bb]})
+        w.figure("backbone_dice_curves", fig.plot_metric_curves(_histories(bb), "dice"),
+                 "Dice per epoch for each encoder", {"runs": [str(r) for r in bb]})  # fmt: skip
     if config.comparison_runs:
         cmp = [Path(r) for r in config.comparison_runs]
         w.table("model_comparison", rt.model_comparison_table(cmp, config.eval_name),
@@ -239,4 +255,15 @@ def build_report(config: ReportConfig | dict) -> Path:
     save_json(out / "provenance.json", w.provenance)
     head = f"# {config.title}\n\n" + (f"{config.note}\n\n" if config.note else "")
     save_text(out / "report.md", head + "\n".join(w.sections))
-    return out / "report.md"
+    save_text(out / "README.md", _readme(config))
+
+
+def _readme(config: ReportConfig) -> str:
+    """What the folder holds, for a reader who finds it without the toolkit."""
+    return (f"# {config.title}\n\n" + (f"{config.note}\n\n" if config.note else "") +
+            "- `report.md`: every table and figure on one page, in report order.\n"
+            "- `tables/`: each table as `.csv` (full precision), `.md` and `.tex`.\n"
+            "- `figures/`: PNGs; each carries a `Source` text chunk (JSON of its inputs).\n"
+            "- `provenance.json`: output file -> the runs and data it came from.\n\n"
+            "Written by `mslesion report`, which regenerates the tables and figures byte for byte from the same "
+            "runs. It replaces this folder whole (only with `--overwrite`): keep notes of your own elsewhere.\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .evaluation import COLLAPSE_DICE
 from .fileio import load_json
 from .training import epoch_study, read_history
 
@@ -187,6 +188,16 @@ def patient_summary_table(per_patient: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for model, group in per_patient.groupby("model", sort=False):
         row = {"model": model, "patients": len(group)}
+        dice = group["dice"].to_numpy(float)
+        dice = dice[np.isfinite(dice)]
+        if dice.size:
+            q1, med, q3 = np.percentile(dice, [25, 50, 75])
+            row["dice median [IQR]"] = f"{med:.3f} [{q1:.3f}-{q3:.3f}]"
+        row[f"Dice < {COLLAPSE_DICE:g} (collapsed)"] = f"{int((dice < COLLAPSE_DICE).sum())}/{len(group)}"
+        if {"volume_true_ml", "volume_pred_ml"} <= set(group):
+            true, pred = group["volume_true_ml"].to_numpy(float), group["volume_pred_ml"].to_numpy(float)
+            if np.isfinite(true).any():
+                row["lesion mL true / predicted (mean)"] = f"{np.nanmean(true):.2f} / {np.nanmean(pred):.2f}"
         for key in keys:
             v = group[key].to_numpy(float)
             v = v[np.isfinite(v)]

@@ -6,7 +6,11 @@ import os
 import platform
 import sys
 
-__all__ = ["set_seed", "pick_strategy", "set_mixed_precision", "environment"]
+__all__ = ["set_seed", "set_deterministic", "determinism_state", "pick_strategy", "set_mixed_precision",
+           "environment"]  # fmt: skip
+
+#: TensorFlow reads this once, at import: "0" turns its oneDNN kernels off (recorded, not changed, here).
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
 def set_seed(seed: int) -> None:
@@ -15,6 +19,100 @@ def set_seed(seed: int) -> None:
 
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     keras.utils.set_random_seed(seed)
+
+
+def set_deterministic(enabled: bool) -> dict:
+    """Make training repeat bit for bit on this machine; returns :func:`determinism_state`.
+
+    Enabled: backend op determinism (TensorFlow's also runs ``tf.data`` maps holding
+    random ops, i.e. the seeded augmentation layers, serially, in a fixed order).
+    Seeds come from :func:`set_seed`. oneDNN and the thread counts are left as they
+    are, and recorded: on one machine neither varies between runs, while results do
+    change with the intra-op thread count and the CPU's instruction set (oneDNN's
+    matrix kernels run even with ``TF_ENABLE_ONEDNN_OPTS=0``), so no setting here
+    makes runs equal across CPUs (README, Reproducibility). Disabled: nothing is
+    changed, so a process that ran a deterministic run stays deterministic; the
+    returned state says what is in effect.
+    """
+    import keras
+
+    if enabled and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif enabled and keras.backend.backend() == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+    return determinism_state()
+
+
+def determinism_state() -> dict:
+    """What decides whether a run repeats: op determinism, oneDNN, thread counts (saved in environment.json)."""
+    import keras
+
+    backend = keras.backend.backend()
+    # results change with the CPU and the intra-op thread count (summation order), so record both
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model, isa = _cpu()
+    state: dict = {"backend": backend, "cpu": model, "cpu_isa": isa, "schedulable_cpus": cpus}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        state.update({
+            "op_determinism": _op_determinism_enabled(),
+            "onednn": _onednn_enabled(),
+            ONEDNN_ENV: os.environ.get(ONEDNN_ENV),
+            # 0: TensorFlow's default (one thread per schedulable CPU, or TF_NUM_*_THREADS)
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
+            "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
+        })  # fmt: skip
+    elif backend == "torch":
+        import torch
+
+        state.update({"op_determinism": torch.are_deterministic_algorithms_enabled(),
+                      "intra_op_threads": torch.get_num_threads()})  # fmt: skip
+    return state
+
+
+#: instruction sets oneDNN picks its kernels by (virtual machines often report a generic CPU name)
+_ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "asimd", "sve")
+
+
+def _cpu() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return model, [flag for flag in _ISA_FLAGS if flag in flags]
+
+
+def _onednn_enabled() -> bool:
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())  # what TensorFlow read at import
+    except (ImportError, AttributeError):
+        return os.environ.get(ONEDNN_ENV, "1").lower() not in ("0", "false")
+
+
+def _op_determinism_enabled() -> bool | None:
+    try:
+        from tensorflow.python.framework import config
+
+        return bool(config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def pick_strategy(kind: str = "auto"):
@@ -84,4 +182,5 @@ def environment(strategy=None) -> dict:
     if strategy is not None:
         info["strategy"] = type(strategy).__name__
         info["replicas"] = int(strategy.num_replicas_in_sync)
+    info["determinism"] = determinism_state()
     return info

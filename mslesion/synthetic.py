@@ -61,6 +61,7 @@ import numpy as np
 from scipy import ndimage
 
 from .fileio import atomic_path, save_json
+from .outputs import output_dir
 
 __all__ = [
     "SyntheticPatient",
@@ -602,20 +603,21 @@ def generate_cohort(
     ``n_patients`` is. ``cohort.json`` describes the patients written by this call.
 
     Args:
-        out_dir: cohort folder (created if needed).
+        out_dir: cohort folder: new, empty, or (with ``overwrite``) a cohort this
+            toolkit wrote, replaced whole once complete (:func:`mslesion.outputs.output_dir`).
         n_patients: how many patients.
         seed: cohort seed.
         shape: voxels along (x, y, z).
         spacing_mm: voxel size in mm.
         start_id: id of the first patient.
-        overwrite: replace the files of existing ``Patient-<id>`` folders.
+        overwrite: replace an existing synthetic cohort at ``out_dir``.
 
     Returns:
         The ``Patient-<id>`` folders, in id order.
 
     Raises:
-        FileExistsError: a patient folder exists and ``overwrite`` is False (checked
-            for all patients before anything is written).
+        OutputError: ``out_dir`` holds files mslesion did not write, or a cohort
+            and ``overwrite`` is False (checked before anything is written).
         ValueError: negative ``n_patients`` or ``start_id``, bad shape/spacing.
     """
     if n_patients < 0 or start_id < 0:
@@ -624,43 +626,24 @@ def generate_cohort(
     shape = _as_shape(shape)
     spacing = _as_spacing(spacing_mm)
     ids = [start_id + k for k in range(n_patients)]
-    if not overwrite:
-        for pid in ids:
-            folder = out_dir / f"Patient-{pid}"
-            if folder.exists():
-                raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    folders, summary = [], []
-    voxel_mm3 = float(np.prod(spacing))
-    for pid in ids:
-        patient = generate_patient([int(seed), pid], shape, spacing)
-        folders.append(write_patient(patient, out_dir, str(pid)))
-        counts = {mod: int(patient.masks[mod].sum()) for mod in MODALITIES}
-        summary.append(
-            {
-                "id": str(pid),
-                "folder": f"Patient-{pid}",
-                "n_lesions": len(patient.lesions),
-                "n_black_holes": sum(les["black_hole"] for les in patient.lesions),
-                "lesion_voxels": counts["Flair"],
-                "lesion_volume_mm3": round(counts["Flair"] * voxel_mm3, 3),
-                "mask_voxels": counts,
-            }
-        )
-    save_json(
-        out_dir / "cohort.json",
-        {
-            "generator": GENERATOR,
-            "version": GENERATOR_VERSION,
-            "n_patients": n_patients,
-            "seed": int(seed),
-            "start_id": start_id,
-            "seeding": "numpy SeedSequence([seed, patient_id])",
-            "shape": list(shape),
-            "spacing_mm": list(spacing),
-            "modalities": list(MODALITIES),
-            "labels": {str(k): v for k, v in LABEL_NAMES.items()},
-            "patients": summary,
-        },
-    )
-    return folders
+    with output_dir(out_dir, "cohort", overwrite=overwrite) as tmp:
+        summary = [_write_one(tmp, int(seed), pid, shape, spacing) for pid in ids]
+        save_json(tmp / "cohort.json", {
+            "generator": GENERATOR, "version": GENERATOR_VERSION, "n_patients": n_patients, "seed": int(seed),
+            "start_id": start_id, "seeding": "numpy SeedSequence([seed, patient_id])", "shape": list(shape),
+            "spacing_mm": list(spacing), "modalities": list(MODALITIES),
+            "labels": {str(k): v for k, v in LABEL_NAMES.items()}, "patients": summary,
+        })  # fmt: skip
+    return [out_dir / f"Patient-{pid}" for pid in ids]
+
+
+def _write_one(out_dir: Path, seed: int, pid: int, shape, spacing) -> dict:
+    """Generate and write patient ``pid``; its ``cohort.json`` entry."""
+    patient = generate_patient([seed, pid], shape, spacing)
+    write_patient(patient, out_dir, str(pid))
+    counts = {mod: int(patient.masks[mod].sum()) for mod in MODALITIES}
+    return {
+        "id": str(pid), "folder": f"Patient-{pid}", "n_lesions": len(patient.lesions),
+        "n_black_holes": sum(les["black_hole"] for les in patient.lesions), "lesion_voxels": counts["Flair"],
+        "lesion_volume_mm3": round(counts["Flair"] * float(np.prod(spacing)), 3), "mask_voxels": counts,
+    }  # fmt: skip

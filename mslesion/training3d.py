@@ -11,6 +11,7 @@ The run folder has the 2D runner's layout (:mod:`mslesion.training`)::
                            seconds, img_per_s (training patches per second)
         summary.txt        model summary with parameter counts
         best.keras         the epoch with the best val_dice; final.keras: the last epoch
+        state.json, backup/, fitted.weights.h5: as in the 2D runner (resumable after a kill)
         eval_<part>/       per_patient.csv, lesions.csv, slices.csv, failures.csv, summary.json
                            (:func:`evaluate_3d`), masks/ when asked
 
@@ -32,10 +33,11 @@ import numpy as np
 
 from .datasets import split_patients_of
 from .evaluation import EvalConfig, _slice_rows, _summary, evaluate_volume, write_tables
-from .fileio import load_json, save_json, save_text
+from .fileio import atomic_path, load_json, save_json, save_text
 from .lesions import bracket_rows
 from .patches import PatchSampler, open_volume, sliding_window_predict
-from .training import EpochTimer, _best_checkpoint, _parts, config_from_dict, run_dir_for
+from .training import (EpochTimer, _crash, _done, _finished, _fit_resumably, _fitted, _load_fitted, _parts,
+                       _save_model, _started, check_run_inputs, config_from_dict, open_run)
 
 __all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
 
@@ -67,6 +69,7 @@ class Train3DConfig:
     threshold: float = 0.5
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
     mixed_precision: bool = False
+    deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
     runs_root: str = "runs"
     tag: str = "base"
@@ -107,10 +110,21 @@ def _epoch_setter(sampler: PatchSampler):
     return _SetEpoch()
 
 
-def train_3d(config: Train3DConfig | dict, verbose: int = 2) -> Path:
+def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool = False) -> Path:
     """Train one 3D model on one fold of prepared volumes; returns the run folder (see module doc).
 
-    Re-running the same config on an unfinished run folder resumes it (Keras BackupAndRestore).
+    Run folders behave as the 2D runner's (:func:`mslesion.training.train`):
+    claimed and locked, every file written atomically, re-running the same
+    options resumes an unfinished run (at most the epoch in flight is redone)
+    and leaves a finished one alone; other options are an error.
+
+    Args:
+        overwrite: start the run afresh: what an earlier run wrote in the folder is removed first.
+
+    Raises:
+        OutputError: the run folder holds files mslesion did not write, or overlaps the dataset.
+        OutputLockedError: another process is writing the same run folder.
+        RunConfigError: the folder holds a run started with other options (without ``overwrite``).
     """
     import keras
 
@@ -119,53 +133,60 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2) -> Path:
     from .models import r2_att_unet_3d  # noqa: F401  (registers native.r2_att_unet_3d)
 
     config = Train3DConfig.from_dict(config) if isinstance(config, dict) else config
-    run = run_dir_for(config)
-    run.mkdir(parents=True, exist_ok=True)
-    runtime.set_seed(config.seed)
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    check_run_inputs(config, "prep3d_config.json")
     train_ids, val_ids, carved = _parts(config)
-    sampler_args = {"batch_size": config.batch_size, "patch": config.patch, "stride": config.stride}
-    train_set = PatchSampler([open_volume(config.dataset, p) for p in train_ids], **sampler_args,
-                             lesion_fraction=config.lesion_fraction, augment=config.augment,
-                             patches_per_epoch=config.patches_per_epoch, seed=config.seed, rotate_deg=config.rotate_deg,
-                             elastic_alpha_vox=config.elastic_alpha_vox, workers=config.workers)  # fmt: skip
-    val_set = PatchSampler([open_volume(config.dataset, p) for p in val_ids], **sampler_args, lesion_fraction=None,
-                           augment=False, shuffle=False)  # fmt: skip
-    channels = train_set.volumes[0].volume.shape[-1]
-    model = build_model(config.model, input_shape=(*config.patch, channels), **config.model_params)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=losses.get_loss(config.loss, **config.loss_params),
-                  metrics=keras_metrics.default_metrics(config.threshold))  # fmt: skip
-    steps = len(train_set) * config.epochs
-    momenta = batchnorm.adapt_momentum(model, steps, config.bn_horizon) if config.bn_horizon else {}
-    resolved = {
-        **asdict(config), "run_dir": str(run), "kind": "3d", "train_patients": train_ids, "val_patients": val_ids,
-        "val_carved_from_train": carved,
-        "val_is_train": config.val_fraction == 0 and not split_patients_of(config.dataset, "val", config.fold),
-        "n_train_patches_per_epoch": train_set.n_patches, "n_train_grid_patches": len(train_set.index),
-        "n_train_lesion_grid_patches": int(train_set.has_lesion.sum()), "n_val_patches": val_set.n_patches,
-        "input_shape": [*config.patch, channels], "dtype_policy": keras.mixed_precision.global_policy().name,
-        "bn_momentum_capped": momenta, "params": count_params(model),
-    }  # fmt: skip
-    save_json(run / "config.json", resolved)
-    save_json(run / "environment.json", _environment())
-    shutil.copyfile(Path(config.dataset) / "prep3d_config.json", run / "prep3d_config.json")
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line))
-    save_text(run / "summary.txt", "\n".join(lines) + "\n")
+    with open_run(config, "run3d", overwrite=overwrite) as (run, state):
+        if _finished(run, state):
+            return run
+        runtime.set_seed(config.seed)
+        runtime.set_deterministic(config.deterministic)
+        keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+        sampler_args = {"batch_size": config.batch_size, "patch": config.patch, "stride": config.stride}
+        train_set = PatchSampler([open_volume(config.dataset, p) for p in train_ids], **sampler_args,
+                                 lesion_fraction=config.lesion_fraction, augment=config.augment,
+                                 patches_per_epoch=config.patches_per_epoch, seed=config.seed,
+                                 rotate_deg=config.rotate_deg, elastic_alpha_vox=config.elastic_alpha_vox,
+                                 workers=config.workers)  # fmt: skip
+        val_set = PatchSampler([open_volume(config.dataset, p) for p in val_ids], **sampler_args,
+                               lesion_fraction=None, augment=False, shuffle=False)  # fmt: skip
+        channels = train_set.volumes[0].volume.shape[-1]
+        model = build_model(config.model, input_shape=(*config.patch, channels), **config.model_params)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=losses.get_loss(config.loss, **config.loss_params),
+                      metrics=keras_metrics.default_metrics(config.threshold))  # fmt: skip
+        steps = len(train_set) * config.epochs
+        momenta = batchnorm.adapt_momentum(model, steps, config.bn_horizon) if config.bn_horizon else {}
+        resolved = {
+            **asdict(config), "run_dir": str(run), "kind": "3d", "train_patients": train_ids, "val_patients": val_ids,
+            "val_carved_from_train": carved,
+            "val_is_train": config.val_fraction == 0 and not split_patients_of(config.dataset, "val", config.fold),
+            "n_train_patches_per_epoch": train_set.n_patches, "n_train_grid_patches": len(train_set.index),
+            "n_train_lesion_grid_patches": int(train_set.has_lesion.sum()), "n_val_patches": val_set.n_patches,
+            "input_shape": [*config.patch, channels], "dtype_policy": keras.mixed_precision.global_policy().name,
+            "bn_momentum_capped": momenta, "params": count_params(model),
+        }  # fmt: skip
+        state = _started(run, config, "run3d", state)
+        save_json(run / "config.json", resolved)
+        save_json(run / "environment.json", _environment())
+        with atomic_path(run / "prep3d_config.json") as tmp:
+            shutil.copyfile(Path(config.dataset) / "prep3d_config.json", tmp)
+        lines: list[str] = []
+        model.summary(print_fn=lambda line, **_: lines.append(line))
+        save_text(run / "summary.txt", "\n".join(lines) + "\n")
 
-    callbacks = [
-        _epoch_setter(train_set),
-        EpochTimer(train_set.n_patches),
-        keras.callbacks.BackupAndRestore(str(run / "backup")),
-        keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
-        _best_checkpoint(run),
-    ]
-    if config.reduce_lr_patience:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=config.reduce_lr_factor, patience=config.reduce_lr_patience))  # fmt: skip
-    model.fit(train_set, validation_data=val_set, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
-    model.save(run / "final.keras")
+        if state["phase"] == "fitted":
+            _load_fitted(run, model)
+        else:
+            # the sampler draws each epoch's patches from the true epoch number, so a resume needs no skipping
+            callbacks = [_epoch_setter(train_set), EpochTimer(train_set.n_patches)]
+            if config.reduce_lr_patience:
+                callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
+                                                                   patience=config.reduce_lr_patience))  # fmt: skip
+            done = _fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
+            state = _fitted(run, model, state, done)
+        _save_model(model, run / "final.keras", "final_model")
+        _crash("before_done")
+        _done(run, state)
     return run
 
 
@@ -173,7 +194,7 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best
                 connectivity: int = 26, detection_fraction: float = 0.0, write_masks: bool = False,
                 blend: str = "gaussian", batch_size: int = 2, stride: tuple[int, int, int] | None = None,
                 patients: list[str] | None = None, out_dir: str | Path | None = None,
-                verbose: bool = True) -> Path:  # fmt: skip
+                verbose: bool = True, overwrite: bool = False) -> Path:  # fmt: skip
     """Score a 3D run on whole volumes of one split part; returns the output folder.
 
     Each patient's whole prepared volume is predicted by sliding window (the run's
@@ -183,8 +204,10 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best
     lesions.csv, slices.csv, failures.csv; no examples.npz); ``summary.json`` adds
     ``sliding_window``. ``write_masks`` writes ``masks/<patient>_pred.nii.gz`` with
     the source image's affine and header (the source files must still exist).
+    The folder is written whole; an earlier evaluation is replaced only with ``overwrite``.
     """
     from .inference import CHECKPOINTS, write_mask
+    from .outputs import check_inside, output_dir
     from .models import load_model
 
     run_dir = Path(run_dir)
@@ -199,42 +222,46 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best
     patch, stride = tuple(run_config["patch"]), tuple(stride or run_config["stride"])
     settings = EvalConfig(part=part, patients=patients, checkpoint=checkpoint, threshold=threshold,
                           connectivity=connectivity, detection_fraction=detection_fraction, batch_size=batch_size,
-                          write_masks=write_masks, out_dir=str(out_dir) if out_dir else None)  # fmt: skip
+                          write_masks=write_masks, out_dir=str(out_dir) if out_dir else None,
+                          overwrite=overwrite)  # fmt: skip
     out = Path(out_dir) if out_dir else run_dir / f"eval_{part}"
-    rows, bracket_table, slice_rows, failures = [], [], [], []
-    for pid in wanted:
-        try:
-            case = open_volume(dataset, pid, mmap=False)
-        except (FileNotFoundError, ValueError) as exc:
-            failures.append({"patient": pid, "error": type(exc).__name__, "message": str(exc)})
-            continue
-        prob = sliding_window_predict(model.predict_on_batch, case.volume, patch, stride, batch_size, blend)
-        pred, truth = prob > threshold, case.mask > 0
-        spacing = case.meta.get("spacing_zhw_mm")
-        row, lesions = evaluate_volume(truth, pred, tuple(spacing) if spacing else None, connectivity,
-                                       detection_fraction)  # fmt: skip
-        shown = SimpleNamespace(patient_id=pid, mask=truth)
-        per_slice = _slice_rows(shown, pred)
-        inter = sum(r["overlap_pixels"] for r in per_slice)
-        both = sum(r["lesion_pixels"] + r["pred_pixels"] for r in per_slice)
-        rows.append({"patient": pid, "n_slices": int(truth.shape[0]),
-                     "spacing_zhw_mm": "x".join(f"{s:g}" for s in spacing or ()), **row,
-                     "slice_level_dice": 2 * inter / both if both else float("nan")})  # fmt: skip
-        bracket_table += bracket_rows(lesions, patient=pid)
-        slice_rows += per_slice
-        if write_masks:
-            source = case.meta["source"]
-            affine = np.asarray(source["affine"]) if source.get("affine") is not None else None
-            files = [Path(p) for p in source["image_files"]]  # write_mask copies the source image's header
-            like_case = SimpleNamespace(patient_id=pid, affine=affine, image_files=files)
-            write_mask(pred, like_case, out / "masks" / f"{pid}_pred{'' if affine is None else '.nii.gz'}")
-        if verbose:
-            print(f"  {pid}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
-                  f"{row['fp_lesions']} false")  # fmt: skip
-    per_patient = write_tables(out, rows, bracket_table, slice_rows, failures)
-    trained = SimpleNamespace(run_dir=run_dir, checkpoint=checkpoint, config=run_config)
-    label = f"{part} part of {dataset} (fold {fold}), whole prepared volumes"
-    summary = _summary(trained, settings, label, per_patient, slice_rows, failures)
-    summary["sliding_window"] = {"patch": list(patch), "stride": list(stride), "blend": blend, "batch_size": batch_size}
-    save_json(out / "summary.json", summary)
+    with output_dir(out, "evaluation", overwrite=overwrite, inputs=[dataset]) as tmp:
+        rows, bracket_table, slice_rows, failures = [], [], [], []
+        for pid in wanted:
+            try:
+                case = open_volume(dataset, pid, mmap=False)
+            except (FileNotFoundError, ValueError) as exc:
+                failures.append({"patient": pid, "error": type(exc).__name__, "message": str(exc)})
+                continue
+            prob = sliding_window_predict(model.predict_on_batch, case.volume, patch, stride, batch_size, blend)
+            pred, truth = prob > threshold, case.mask > 0
+            spacing = case.meta.get("spacing_zhw_mm")
+            row, lesions = evaluate_volume(truth, pred, tuple(spacing) if spacing else None, connectivity,
+                                           detection_fraction)  # fmt: skip
+            shown = SimpleNamespace(patient_id=pid, mask=truth)
+            per_slice = _slice_rows(shown, pred)
+            inter = sum(r["overlap_pixels"] for r in per_slice)
+            both = sum(r["lesion_pixels"] + r["pred_pixels"] for r in per_slice)
+            rows.append({"patient": pid, "n_slices": int(truth.shape[0]),
+                         "spacing_zhw_mm": "x".join(f"{s:g}" for s in spacing or ()), **row,
+                         "slice_level_dice": 2 * inter / both if both else float("nan")})  # fmt: skip
+            bracket_table += bracket_rows(lesions, patient=pid)
+            slice_rows += per_slice
+            if write_masks:
+                source = case.meta["source"]
+                affine = np.asarray(source["affine"]) if source.get("affine") is not None else None
+                files = [Path(p) for p in source["image_files"]]  # write_mask copies the source image's header
+                like_case = SimpleNamespace(patient_id=pid, affine=affine, image_files=files)
+                name = f"{pid}_pred{'' if affine is None else '.nii.gz'}"
+                write_mask(pred, like_case, check_inside(tmp, tmp / "masks" / name))
+            if verbose:
+                print(f"  {pid}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
+                      f"{row['fp_lesions']} false")  # fmt: skip
+        per_patient = write_tables(tmp, rows, bracket_table, slice_rows, failures)
+        trained = SimpleNamespace(run_dir=run_dir, checkpoint=checkpoint, config=run_config)
+        label = f"{part} part of {dataset} (fold {fold}), whole prepared volumes"
+        summary = _summary(trained, settings, label, per_patient, slice_rows, failures)
+        summary["sliding_window"] = {"patch": list(patch), "stride": list(stride), "blend": blend,
+                                     "batch_size": batch_size}  # fmt: skip
+        save_json(tmp / "summary.json", summary)
     return out

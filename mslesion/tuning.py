@@ -11,7 +11,7 @@ Several machines: keras-tuner's distributed mode needs no code change here.
 Start the same ``mslesion tune`` command on every machine with
 ``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` pointing at the chief and
 ``KERASTUNER_TUNER_ID`` set to ``chief`` on one machine and ``tuner0``,
-``tuner1``... on the workers (all sharing the run folder).
+``tuner1``... on the workers (all sharing the run folder, which is then not locked).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import outputs
 from .datasets import load_slice_set, make_dataset
 from .fileio import save_json, save_text
 from .training import config_from_dict, run_dir_for
@@ -29,6 +31,9 @@ from .training import config_from_dict, run_dir_for
 __all__ = ["TuneConfig", "tune", "TUNERS"]
 
 TUNERS = ("grid", "random", "bayesian", "hyperband")
+# what a search folder may hold: its files, keras-tuner's folder, temporaries a killed search left
+TUNING_FILES = (r"config\.json", r"tuning\.csv", r"trial_histories\.json", r"tuner",
+                r"\..+\.mslesion-[A-Za-z0-9_]{8}\.(?:tmp|old)(?:\..*)?")  # fmt: skip
 
 
 @dataclass
@@ -49,6 +54,7 @@ class TuneConfig:
     fold: int = 0
     seed: int = 0
     val_fraction: float = 0.1
+    deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     runs_root: str = "runs"
     tag: str = "lr_search"
     run_dir: str | None = None
@@ -60,13 +66,17 @@ class TuneConfig:
 
 
 def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
-    """Run the search; returns the run folder holding ``tuning.csv``."""
-    import keras
-    import keras_tuner as kt
+    """Run the search; returns the run folder holding ``tuning.csv``.
 
-    from . import keras_metrics, losses, runtime
-    from .models import build_model
-    from .training import TrainConfig, _parts
+    The dataset, model and loss are checked before anything is written. The folder
+    is claimed (a folder holding files mslesion did not write is refused) and
+    locked for the whole search (a second search on it fails at once).
+
+    Raises:
+        OutputError: the folder holds files mslesion did not write, or overlaps the dataset.
+        OutputLockedError: another process is searching in the same folder.
+    """
+    from .training import TrainConfig, _parts, check_run_inputs
 
     if isinstance(config, dict):
         config = TuneConfig.from_dict(config)
@@ -74,11 +84,29 @@ def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
         raise ValueError(f"unknown tuner {config.tuner!r}; known: {TUNERS}")
     if config.tuner == "grid" and config.log_uniform:
         raise ValueError("a grid search needs fixed learning_rates, not a log-uniform range")
-    run = run_dir_for(config)
-    run.mkdir(parents=True, exist_ok=True)
-    runtime.set_seed(config.seed)
+    check_run_inputs(config, "prep_config.json")
     split = TrainConfig(dataset=config.dataset, fold=config.fold, seed=config.seed, val_fraction=config.val_fraction)
     train_ids, val_ids, carved = _parts(split)
+    # the search folder is a run folder too: refused when it holds files of others, one writer at a time
+    run = outputs.claim_dir(run_dir_for(config), "tuning", known=TUNING_FILES, inputs=[config.dataset])
+    if os.environ.get("KERASTUNER_TUNER_ID"):
+        # keras-tuner's distributed mode: the chief and its workers share the folder on purpose
+        return _search(config, run, train_ids, val_ids, carved, verbose)
+    with outputs.locked(run):
+        outputs.remove_stale_temps(run)
+        return _search(config, run, train_ids, val_ids, carved, verbose)
+
+
+def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[str], carved: bool,
+            verbose: int) -> Path:  # fmt: skip
+    import keras
+    import keras_tuner as kt
+
+    from . import keras_metrics, losses, runtime
+    from .models import build_model
+
+    runtime.set_seed(config.seed)
+    runtime.set_deterministic(config.deterministic)
     train_set, val_set = load_slice_set(config.dataset, train_ids), load_slice_set(config.dataset, val_ids)
 
     def build(hp):

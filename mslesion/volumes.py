@@ -16,6 +16,7 @@ order, so a prediction can be saved on the source grid with the source affine.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,14 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, 
 
 from .errors import (
     AffineMismatchError,
+    BadVoxelSizeError,
+    ConstantImageError,
     CorruptFileError,
     EmptyMaskError,
     NonBinaryMaskError,
     NonFiniteError,
     NotThreeDError,
+    ObliqueAffineWarning,
     ShapeMismatchError,
 )
 
@@ -39,15 +43,22 @@ __all__ = [
     "load_nifti",
     "load_image",
     "load_mask",
+    "check_not_constant",
     "check_same_grid",
     "to_axial_stack",
     "from_axial_stack",
     "AFFINE_ATOL_MM",
+    "OBLIQUE_TOLERANCE_DEG",
 ]
 
 #: Two grids are "the same" when their affines agree within this many mm
 #: (converters round the origin differently; a voxel is ~1 mm).
 AFFINE_ATOL_MM = 0.1
+
+#: Voxel axes tilted by more than this against the scanner axes give an
+#: :class:`~mslesion.errors.ObliqueAffineWarning` (float32 affines of straight
+#: scans are off by ~1e-5 degrees).
+OBLIQUE_TOLERANCE_DEG = 0.01
 
 _READ_ERRORS = (EOFError, OSError, zlib.error, ValueError, nib.filebasedimages.ImageFileError)
 
@@ -61,12 +72,15 @@ class Volume:
         affine: 4x4 voxel -> world (mm) matrix of the file.
         path: the file it was read from.
         header: the nibabel header, kept to write predictions with it.
+        warnings: what was accepted but is worth knowing (an oblique affine), one
+            line each naming the file.
     """
 
     data: np.ndarray
     affine: np.ndarray
     path: Path
     header: nib.Nifti1Header | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def axcodes(self) -> tuple[str, str, str]:
@@ -84,6 +98,10 @@ def load_nifti(path: str | Path) -> Volume:
     Raises:
         CorruptFileError: missing, truncated, or not a NIfTI file.
         NotThreeDError: anything but a 3D array (a trailing axis of length 1 is dropped).
+        BadVoxelSizeError: a zero, negative or NaN voxel size in the header or the affine.
+
+    Warns:
+        ObliqueAffineWarning: voxel axes tilted against the scanner axes (also kept in ``warnings``).
     """
     path = Path(path)
     if not path.is_file():
@@ -96,23 +114,68 @@ def load_nifti(path: str | Path) -> Volume:
         raise CorruptFileError(path, f"cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
-    if data.ndim != 3:
+    if data.ndim != 3 or 0 in data.shape:
         raise NotThreeDError(path, f"volume has shape {data.shape}; expected a 3D volume")
+    _check_voxel_sizes(path, img)
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
-        raise CorruptFileError(path, "affine is singular or not finite")
-    return Volume(data=data, affine=affine, path=path, header=img.header)
+        raise CorruptFileError(path, "affine is singular or not finite; fix the header (qform/sform) or re-export")
+    vol = Volume(data=data, affine=affine, path=path, header=img.header)
+    tilt = float(np.degrees(nib.affines.obliquity(affine)).max())
+    if tilt > OBLIQUE_TOLERANCE_DEG:
+        message = (f"{path}: oblique affine, voxel axes up to {tilt:.2f} degrees off the scanner axes; "
+                   "sliced along the nearest axes (not resampled)")  # fmt: skip
+        warnings.warn(message, ObliqueAffineWarning, stacklevel=2)
+        vol.warnings.append(message)
+    return vol
+
+
+def _stored_zooms(img) -> tuple[float, ...]:
+    """Voxel sizes as the file stores them: nibabel's loader silently turns 0 into 1 and -x into x."""
+    holder = img.file_map.get("header") or img.file_map.get("image")
+    if isinstance(img, nib.analyze.AnalyzeImage) and holder is not None and holder.filename:
+        try:
+            with nib.openers.ImageOpener(holder.filename) as f:
+                return tuple(float(z) for z in img.header_class.from_fileobj(f, check=False).get_zooms())
+        except _READ_ERRORS:
+            pass  # the image itself was read, so fall back to the (repaired) header
+    return tuple(float(z) for z in img.header.get_zooms())
+
+
+def _check_voxel_sizes(path: Path, img) -> None:
+    """Refuse voxel sizes that would make every mL and mm wrong (see :class:`BadVoxelSizeError`)."""
+    zooms = np.asarray(_stored_zooms(img)[:3], dtype=np.float64)
+    sizes = np.asarray(nib.affines.voxel_sizes(np.asarray(img.affine, dtype=np.float64)), dtype=np.float64)
+    for where, values in (("header pixdim", zooms), ("affine", sizes)):
+        if values.size and not (np.all(np.isfinite(values)) and np.all(values > 0)):
+            shown = " x ".join(f"{v:g}" for v in values)
+            raise BadVoxelSizeError(path, f"voxel size {shown} mm ({where}) is zero, negative or NaN, so volumes "
+                                          "in mL would be wrong; fix the header's pixdim/sform or re-export the image")
 
 
 def load_image(path: str | Path) -> Volume:
-    """Load an image volume as float32 and check every voxel is finite."""
+    """Load an image volume as float32 and check every voxel is finite and not all the same.
+
+    Raises:
+        NonFiniteError: NaN or Inf voxels.
+        ConstantImageError: every voxel holds one value (e.g. an all-zero export).
+    """
     vol = load_nifti(path)
     if vol.data.dtype.kind == "f":  # integer voxels are always finite
         bad = ~np.isfinite(vol.data)
         if bad.any():
             raise NonFiniteError(vol.path, f"{int(bad.sum())} voxels are NaN or Inf")
     vol.data = vol.data.astype(np.float32, copy=False)
+    check_not_constant(vol.data, vol.path)
     return vol
+
+
+def check_not_constant(data: np.ndarray, path: str | Path | None, what: str = "image") -> None:
+    """Refuse an image whose voxels all hold one value: normalisation would divide by zero, nothing is there."""
+    lo, hi = float(np.min(data)), float(np.max(data))
+    if lo == hi:
+        raise ConstantImageError(path, f"{what} is constant (every voxel is {lo:g}): a blank or failed export; "
+                                       "check the file or leave this patient out")  # fmt: skip
 
 
 def load_mask(path: str | Path, allow_empty: bool = False) -> Volume:

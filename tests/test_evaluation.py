@@ -34,7 +34,9 @@ def _oracle(monkeypatch):
 
 
 def test_evaluate_writes_every_table_and_records_its_settings(trained):
-    out = evaluate(trained, EvalConfig(write_masks=True, detection_fraction=0.2, connectivity=18), verbose=False)
+    # the run is shared by the session's tests: replace an evaluation another test wrote
+    out = evaluate(trained, EvalConfig(write_masks=True, detection_fraction=0.2, connectivity=18, overwrite=True),
+                   verbose=False)  # fmt: skip
     cfg = json.loads((trained / "config.json").read_text())
     test_ids = json.loads((Path(cfg["dataset"]) / "splits.json").read_text())["folds"][0]["test"]
     per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
@@ -86,7 +88,7 @@ def test_a_bad_patient_is_reported_and_the_others_evaluated(trained, tmp_path):
         shutil.copytree(source / f"Patient-{pid}", copy / f"Patient-{pid}")
     flair = copy / "Patient-2" / "2-Flair.nii.gz"
     flair.write_bytes(flair.read_bytes()[:300])  # truncated
-    out = evaluate(trained, EvalConfig(source=str(copy)), verbose=False)
+    out = evaluate(trained, EvalConfig(source=str(copy), overwrite=True), verbose=False)
     assert out.name == "eval_heldout"
     assert pd.read_csv(out / "per_patient.csv", dtype={"patient": str}).patient.tolist() == ["1"]
     failures = pd.read_csv(out / "failures.csv", dtype={"patient": str})
@@ -180,3 +182,23 @@ def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
     prob = inference.predict_volume(run, loaded)
     assert seen["sliced"].crop_box is not None
     np.testing.assert_array_equal(prob > 0.5, loaded.mask)
+
+
+def test_trust_summary_spread_collapsed_and_volumes():
+    import pandas as pd
+
+    from mslesion.evaluation import describe_trust, trust_summary
+
+    table = pd.DataFrame({"patient": ["a", "b", "c", "d"], "dice": [0.8, 0.05, float("nan"), 0.6],
+                          "volume_true_ml": [2.0, 4.0, 0.0, 1.0], "volume_pred_ml": [3.0, 40.0, 0.5, 1.0]})  # fmt: skip
+    trust = trust_summary(table)
+    assert trust["dice"]["n"] == 3 and trust["dice"]["n_nan"] == 1
+    assert trust["dice"]["median"] == pytest.approx(0.6) and trust["dice"]["min"] == pytest.approx(0.05)
+    assert trust["collapsed"] == {"dice_below": 0.1, "n": 1, "fraction": 0.25, "patients": ["b"]}
+    volume = trust["lesion_volume"]
+    assert volume["unit"] == "ml" and volume["true_mean"] == pytest.approx(7 / 4)
+    assert volume["pred_over_true"]["median"] == pytest.approx(1.5)  # 1.5, 10, 1 (c has no true lesion)
+    assert "1 of 4 patients below 0.1" in describe_trust(trust)
+    voxels = trust_summary(table.rename(columns={"volume_true_ml": "volume_true_voxels",
+                                                 "volume_pred_ml": "volume_pred_voxels"}))  # fmt: skip
+    assert voxels["lesion_volume"]["unit"] == "voxels"

@@ -26,17 +26,19 @@ def test_notebooks_are_committed_without_outputs():
 
 @pytest.mark.slow
 def test_01_data_prep_quick(tmp_path):
-    run_notebook("01_data_prep.ipynb", tmp_path, PATIENTS=3, SIZE=64)
+    nb = run_notebook("01_data_prep.ipynb", tmp_path, PATIENTS=3, SIZE=64)
     assert (tmp_path / "data/slices/ms/manifest.csv").is_file()
     assert (tmp_path / "data/slices/ms/splits.json").is_file()
-    assert (tmp_path / "results/figures/slices_with_masks.png").stat().st_size > 10_000
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert shown  # the slices with their masks, drawn inline (notebook 04 writes the report's figures)
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.slow
 def test_02_03_04_quick_chain_writes_every_table_and_figure(tmp_path):
     common = {"DATASET": "data/slices/ms", "QUICK": True, "WEIGHTS": None, "EPOCHS": 2}
     run_notebook("02_backbone_comparison.ipynb", tmp_path, BACKBONES=["mobilenetv2", "vgg16"], **common)
-    assert len(pd.read_csv(tmp_path / "results/tables/backbone_comparison.csv")) == 2
+    assert len(list((tmp_path / "runs/backbones").rglob("final.keras"))) == 2
     run_notebook("03_model_training.ipynb", tmp_path, LR_EPOCHS=1, LEARNING_RATES=[1e-2, 1e-3], **common)
     run_notebook("04_results_tables.ipynb", tmp_path, EPOCH_EVERY=1)
     results = tmp_path / "results"

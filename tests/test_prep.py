@@ -86,7 +86,8 @@ def test_bad_patients_are_reported_and_the_rest_prepared(tmp_path):
     assert len(pd.read_csv(out / "failures.csv")) == 7
     assert no_temp_left(out)
     # allowing empty masks lets patient 6 through with zero lesion slices
-    summary = prepare_dataset(raw, out, PrepConfig(size=(32, 32), allow_empty_masks=True), progress=False)
+    summary = prepare_dataset(raw, out, PrepConfig(size=(32, 32), allow_empty_masks=True), progress=False,
+                              overwrite=True)  # fmt: skip
     assert "6" not in {f["patient"] for f in summary.failures}, summary.failures
 
 
@@ -100,7 +101,7 @@ def test_failed_rerun_keeps_previous_dataset(muslim_cohort, tmp_path, monkeypatc
 
     monkeypatch.setattr("mslesion.prep._write_csv", boom)
     with pytest.raises(KeyboardInterrupt):
-        prepare_dataset(muslim_cohort, out, PrepConfig(size=(16, 16)), progress=False)
+        prepare_dataset(muslim_cohort, out, PrepConfig(size=(16, 16)), progress=False, overwrite=True)
     assert (out / "manifest.csv").read_text() == before
     assert no_temp_left(tmp_path)
 
@@ -131,10 +132,13 @@ def test_cli_prep_and_split(muslim_cohort, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "patients: 3 prepared, 0 failed" in printed
     assert len(json.loads((out / "splits.json").read_text())["folds"]) == 3
-    assert main(["split", str(out), "--mode", "train_val_test", "--test-fraction", "0.34", "--val-fraction", "0.5"]) == 0
+    split = ["split", str(out), "--mode", "train_val_test", "--test-fraction", "0.34", "--val-fraction", "0.5"]
+    assert main(split) == 2  # a dataset's splits are replaced only when asked
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*split, "--overwrite"]) == 0
     fold = json.loads((out / "splits.json").read_text())["folds"][0]
     assert len(fold["train"]) == len(fold["val"]) == len(fold["test"]) == 1
-    assert main(["prep", str(tmp_path / "nothing"), str(out)]) == 2
+    assert main(["prep", str(tmp_path / "nothing"), str(out), "--overwrite"]) == 2
     assert "dataset folder does not exist" in capsys.readouterr().err
 
 

@@ -16,12 +16,12 @@ from mslesion.tuning import tune
 TABLES = ("model_comparison", "table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
           "per_patient_summary", "per_patient", "lesionwise", "backbone_comparison", "lr_search", "epoch_study")  # fmt: skip
 FIGURES = ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lesion_brackets", "lr_search",
-           "dataset_glimpse", "slices_with_masks", "orthogonal_views")  # fmt: skip
+           "dataset_glimpse", "slices_with_masks", "orthogonal_views", "backbone_dice_curves")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def study(trained_run) -> dict:
-    evaluate(trained_run, EvalConfig(), verbose=False)
+    evaluate(trained_run, EvalConfig(overwrite=True), verbose=False)  # the run is shared by the session's tests
     cfg = json.loads((trained_run / "config.json").read_text())
     search = tune({"dataset": cfg["dataset"], "model": "kuc.unet", "model_params": {"filter_num": [8, 16]},
                    "learning_rates": [1e-2, 1e-3], "max_trials": 2, "epochs": 1,

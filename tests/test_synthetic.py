@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from mslesion import synthetic as S
 from mslesion.fileio import load_json
+from mslesion.outputs import MARKER, OutputError
 
 SMALL = (96, 96, 12)
 SMALL_SPACING = (2.4, 2.4, 5.0)
@@ -46,7 +47,7 @@ def default_patients() -> list[S.SyntheticPatient]:
 def test_cohort_layout_names_and_headers(tmp_path):
     folders = S.generate_cohort(tmp_path, n_patients=2, seed=3, shape=SMALL, spacing_mm=SMALL_SPACING)
     assert folders == [tmp_path / "Patient-1", tmp_path / "Patient-2"]
-    assert sorted(os.listdir(tmp_path)) == ["Patient-1", "Patient-2", "cohort.json"]
+    assert sorted(os.listdir(tmp_path)) == [MARKER, "Patient-1", "Patient-2", "cohort.json"]
     peaks = []
     for folder, pid in zip(folders, ("1", "2")):
         assert set(os.listdir(folder)) == _files(pid)
@@ -77,7 +78,7 @@ def test_cohort_layout_names_and_headers(tmp_path):
         assert all(np.array_equal(a, affines[0]) for a in affines)
         np.testing.assert_allclose(affines[0], patient.affine)
     assert len(set(peaks)) > 1  # the scaling varies per patient and modality
-    assert not [n for n in _all_names(tmp_path) if ".tmp" in n or n.startswith(".")]
+    assert not [n for n in _all_names(tmp_path) if ".tmp" in n or (n.startswith(".") and n != MARKER)]
 
 
 def test_start_id_names(tmp_path):
@@ -111,17 +112,18 @@ def test_cohort_json_matches_arrays(tmp_path):
 def test_existing_patient_refused_without_overwrite(tmp_path):
     S.generate_cohort(tmp_path, n_patients=1, seed=0, shape=SMALL, spacing_mm=SMALL_SPACING)
     before = (tmp_path / "Patient-1" / "1-Flair.nii.gz").stat().st_mtime_ns
-    with pytest.raises(FileExistsError, match="Patient-1"):
+    with pytest.raises(OutputError, match="already holds an mslesion cohort; pass --overwrite"):
         S.generate_cohort(tmp_path, n_patients=3, seed=1, shape=SMALL, spacing_mm=SMALL_SPACING)
     # Checked before writing anything: no new patient, old one untouched.
     assert not (tmp_path / "Patient-2").exists()
     assert (tmp_path / "Patient-1" / "1-Flair.nii.gz").stat().st_mtime_ns == before
 
     S.generate_cohort(tmp_path, n_patients=2, seed=1, shape=SMALL, spacing_mm=SMALL_SPACING, overwrite=True)
+    assert not (tmp_path / "Patient-3").exists()  # the cohort is replaced whole, not merged
     replaced = np.asanyarray(nib.load(tmp_path / "Patient-1" / "1-Flair.nii.gz").dataobj)
     np.testing.assert_array_equal(replaced, S.generate_patient([1, 1], SMALL, SMALL_SPACING).images["Flair"])
     assert set(os.listdir(tmp_path / "Patient-2")) == _files("2")
-    assert not [n for n in _all_names(tmp_path) if ".tmp" in n or n.startswith(".")]
+    assert not [n for n in _all_names(tmp_path) if ".tmp" in n or (n.startswith(".") and n != MARKER)]
 
 
 def test_bad_arguments():

@@ -42,24 +42,19 @@ BATCH_SIZE = 8
 WEIGHTS = "imagenet"            # None offline: no download, encoders trained from scratch
 QUICK = False                   # synthetic cohort at 64x64 when DATASET is absent
 SEED = 0
-OUT = "results"
+DETERMINISTIC = False           # True: runs repeat bit for bit on this machine (op determinism)
 MSLESION_SRC = "/content/mslesion"'''),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from pathlib import Path
-from mslesion import experiments, figures, report, report_tables, training
+    new_code_cell('''from mslesion import experiments, figures, report_tables, training
 
 dataset = experiments.ensure_dataset(DATASET, size=64 if QUICK else 256, seed=SEED)
 runs = experiments.compare_backbones(dataset, RUNS, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
-                                     loss=LOSS, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=SEED)
-table = report_tables.backbone_table(runs)
-report.write_table(table, Path(OUT) / "tables" / "backbone_comparison", "Backbone comparison",
-                   {"runs": [str(r) for r in runs]})
-table'''),
+                                     loss=LOSS, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=SEED,
+                                     deterministic=DETERMINISTIC)
+report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, into its results folder'''),
     new_markdown_cell("Validation Dice per epoch for each encoder."),
-    new_code_cell('''fig = figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")
-figures.save_figure(fig, Path(OUT) / "figures" / "backbone_dice_curves.png", {"runs": [str(r) for r in runs]})
-fig'''),
+    new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
 ]
 
 NB03 = [
@@ -86,6 +81,7 @@ QUICK = False
 LEARNING_RATES = [1e-1, 1e-2, 1e-3, 1e-4]
 LR_EPOCHS = 10
 SEED = 0
+DETERMINISTIC = False           # True: runs repeat bit for bit on this machine (op determinism)
 MSLESION_SRC = "/content/mslesion"'''),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
@@ -94,7 +90,8 @@ from mslesion.models import REPORT_MODELS
 
 dataset = experiments.ensure_dataset(DATASET, size=64 if QUICK else 256, seed=SEED)
 runs = experiments.train_report_models(dataset, RUNS, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS, loss=LOSS,
-                                       learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=SEED)
+                                       learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=SEED,
+                                       deterministic=DETERMINISTIC)
 report_tables.dice_table(runs)'''),
     new_markdown_cell("Dice per epoch (figures 6.1-6.6)."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
@@ -105,7 +102,8 @@ report_tables.patient_summary_table(report_tables.per_patient_table(runs))'''),
     new_code_cell('''scratch = REPORT_MODELS["unet_scratch"]
 params = dict(scratch.params, **({"filter_num": experiments.QUICK_FILTERS["scratch"]} if QUICK else {}))
 search = experiments.learning_rate_search(dataset, TUNING_RUNS, scratch.registry_name, params, LEARNING_RATES,
-                                          LR_EPOCHS, loss=LOSS, batch_size=BATCH_SIZE, seed=SEED)
+                                          LR_EPOCHS, loss=LOSS, batch_size=BATCH_SIZE, seed=SEED,
+                                          deterministic=DETERMINISTIC)
 report_tables.lr_search_table([search])'''),
 ]
 
@@ -125,6 +123,7 @@ DATASET = "data/slices/ms"
 EPOCH_STUDY_MODEL = "unet_scratch"  # the run whose history gives the epoch-study table
 EPOCH_EVERY = 25
 OUT = "results"
+OVERWRITE = True                # replace the report this notebook wrote at OUT before (never other files)
 MSLESION_SRC = "/content/mslesion"'''),
     new_code_cell(INSTALL),
     new_code_cell('''from pathlib import Path
@@ -138,7 +137,7 @@ config = report.ReportConfig(
     backbone_runs=[str(r) for r in report_tables.find_runs(BACKBONE_RUNS)] if Path(BACKBONE_RUNS).is_dir() else [],
     tunings=[str(t) for t in report_tables.find_tunings(TUNING_RUNS)] if Path(TUNING_RUNS).is_dir() else [],
     epoch_study_run=str(study[0]) if study else None, epoch_every=EPOCH_EVERY,
-    dataset=DATASET if Path(DATASET).is_dir() else None, out=OUT)
+    dataset=DATASET if Path(DATASET).is_dir() else None, out=OUT, overwrite=OVERWRITE)
 md = report.build_report(config)
 print(f"{len(runs)} runs ->", md)'''),
     new_code_cell('''display(Markdown(md.read_text()))'''),

@@ -9,6 +9,7 @@ so importing this module is cheap and never needs them.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 from collections.abc import Callable
@@ -16,7 +17,20 @@ from dataclasses import dataclass, field
 
 import keras
 
-__all__ = ["ModelSpec", "MODELS", "register", "build_model", "list_models", "count_params"]
+from mslesion.models.errors import ModelError
+
+__all__ = ["ModelSpec", "MODELS", "UnknownModelError", "register", "model_spec", "build_model", "list_models",
+           "count_params"]  # fmt: skip
+
+
+class UnknownModelError(ModelError, KeyError):
+    """A model name the registry does not hold; the message gives close matches and every known name.
+
+    A :class:`KeyError` too, as the registry raised before.
+    """
+
+    def __str__(self) -> str:  # KeyError would show the message quoted, as a repr
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -101,11 +115,25 @@ def build_model(name: str, **params) -> keras.Model:
             ``num_classes`` defaults to 1. See each builder's docstring.
 
     Raises:
-        KeyError: unknown ``name`` (the message lists the known names).
+        UnknownModelError: unknown ``name`` (a KeyError; the message lists the known names).
     """
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}")
-    return MODELS[name].builder(**params)
+    return model_spec(name).builder(**params)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name``; call it to check a name before any work is done.
+
+    Raises:
+        UnknownModelError: unknown ``name``, with close matches and the known names.
+    """
+    if name in MODELS:
+        return MODELS[name]
+    known = sorted(MODELS)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.7)
+    # also match the architecture alone: "unet" -> kuc.unet, sm.unet
+    close += [k for k in known if k.split(".", 1)[-1] == str(name).split(".")[-1] and k not in close]
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise UnknownModelError(f"{name}: unknown model; {hint}known: {', '.join(known)} (see `mslesion models`)")
 
 
 def list_models() -> list[dict]:

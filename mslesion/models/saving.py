@@ -22,24 +22,63 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import keras
 
 from mslesion.models.errors import ModelError
 
-__all__ = ["load_model", "zoo_custom_objects"]
+__all__ = ["load_model", "zoo_custom_objects", "DamagedModelError"]
+
+
+class DamagedModelError(ModelError, ValueError):
+    """A ``.keras`` file that is truncated, corrupted or not a Keras model at all.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, e.g. ``"not a zip archive"``.
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: damaged or not a Keras model file ({reason}); save or train it again")
 
 
 def _saved_config_text(path: Path) -> str:
-    """The ``config.json`` of a ``.keras`` zip as text; ``""`` for other formats."""
-    if not zipfile.is_zipfile(path):
+    """The ``config.json`` of a ``.keras`` zip as text, after checking the archive is whole.
+
+    Returns ``""`` for files that are not named ``.keras`` (legacy H5 and others are
+    left to Keras).
+
+    Raises:
+        DamagedModelError: truncated, CRC errors, no ``config.json`` or weights, bad JSON.
+    """
+    if path.suffix != ".keras" or path.is_dir():
         return ""
-    with zipfile.ZipFile(path) as archive:
-        if "config.json" not in archive.namelist():
-            return ""
-        return archive.read("config.json").decode("utf8")
+    if not zipfile.is_zipfile(path):
+        raise DamagedModelError(path, "not a zip archive: truncated, or another format")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            bad = archive.testzip()  # reads every member: a cut or bit-flipped file fails here, not in Keras
+            if bad is not None:
+                raise DamagedModelError(path, f"{bad} inside it fails its CRC check")
+            if "config.json" not in names:
+                raise DamagedModelError(path, "no config.json inside")
+            if not any(n.startswith("model.weights") for n in names):
+                raise DamagedModelError(path, "no model weights inside")
+            text = archive.read("config.json").decode("utf8")
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnicodeDecodeError) as exc:
+        raise DamagedModelError(path, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DamagedModelError(path, f"config.json is not valid JSON: {exc}") from exc
+    return text
 
 
 def zoo_custom_objects(config_text: str = "") -> dict:
@@ -80,6 +119,7 @@ def load_model(path, *, compile: bool = True, safe_mode: bool = True, custom_obj
 
     Raises:
         FileNotFoundError: no such file.
+        DamagedModelError: a ``.keras`` file that is truncated or not a Keras model.
         ModelError: the model holds a Python lambda and ``safe_mode`` is True.
     """
     path = Path(path)
