@@ -34,7 +34,8 @@ def test_console_command_and_scripts_write_and_prepare_a_cohort(tmp_path):
     img = nib.load(str(tmp_path / "raw" / "Patient-2" / "2-Flair.nii.gz"))
     assert img.shape == (64, 64, 8)
     proc = run(str(mslesion), "synth", str(tmp_path / "raw"), "--patients", "2")
-    assert proc.returncode == 2 and "Patient-1" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "already holds an mslesion cohort; pass --overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
     proc = run(sys.executable, str(ROOT / "data_prep" / "extract_slices.py"), str(tmp_path / "raw"),
                str(tmp_path / "slices"), "--size", "64", "64", "--jobs", "2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
