@@ -51,7 +51,7 @@ from .metrics import Confusion, compute_dice
 from .outputs import OutputError
 
 __all__ = ["TrainConfig", "train", "run_dir_for", "read_history", "epoch_study", "RunConfigError", "open_run",
-           "check_run_inputs", "config_differences", "RUN_FILES"]  # fmt: skip
+           "check_run_inputs", "config_differences", "RUN_FILES", "write_run_records"]  # fmt: skip
 
 
 @dataclass
@@ -213,6 +213,20 @@ def _short(exc: BaseException) -> str:
 
 def _listed(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def write_run_records(run: Path, dataset: str, record: str, resolved: dict, environment: dict, model) -> None:
+    """Write a run's config.json, environment.json, summary.txt and a copy of the dataset's ``record`` (2D and 3D).
+
+    The copied record keeps the run usable for prediction without its dataset folder.
+    """
+    save_json(run / "config.json", resolved)
+    save_json(run / "environment.json", environment)
+    with atomic_path(run / record) as tmp:
+        shutil.copyfile(Path(dataset) / record, tmp)
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    save_text(run / "summary.txt", "\n".join(lines) + "\n")
 
 
 def check_run_inputs(config, record: str = "prep_config.json") -> None:
@@ -734,14 +748,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             "params": count_params(model),
         }
         state = _started(run, config, "run", state)
-        save_json(run / "config.json", resolved)
-        save_json(run / "environment.json", runtime.environment(strategy))
-        # the run must stay usable for prediction without its dataset folder
-        with atomic_path(run / "prep_config.json") as tmp:
-            shutil.copyfile(Path(config.dataset) / "prep_config.json", tmp)
-        lines: list[str] = []
-        model.summary(print_fn=lambda line, **_: lines.append(line))
-        save_text(run / "summary.txt", "\n".join(lines) + "\n")
+        write_run_records(run, config.dataset, "prep_config.json", resolved, runtime.environment(strategy), model)
 
         if state["phase"] == "fitted":
             _load_fitted(run, model)

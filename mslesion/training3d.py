@@ -23,7 +23,6 @@ augmentation; evaluation predicts whole volumes by Gaussian-blended sliding wind
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,11 +32,11 @@ import numpy as np
 
 from .datasets import split_patients_of
 from .evaluation import EvalConfig, _slice_rows, _summary, evaluate_volume, write_tables
-from .fileio import atomic_path, load_json, save_json, save_text
+from .fileio import load_json, save_json
 from .lesions import bracket_rows
 from .patches import PatchSampler, open_volume, sliding_window_predict
 from .training import (EpochTimer, _crash, _done, _finished, _fit_resumably, _fitted, _load_fitted, _parts,
-                       _save_model, _started, check_run_inputs, config_from_dict, open_run)
+                       _save_model, _started, check_run_inputs, config_from_dict, open_run, write_run_records)
 
 __all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
 
@@ -166,13 +165,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
             "bn_momentum_capped": momenta, "params": count_params(model),
         }  # fmt: skip
         state = _started(run, config, "run3d", state)
-        save_json(run / "config.json", resolved)
-        save_json(run / "environment.json", _environment())
-        with atomic_path(run / "prep3d_config.json") as tmp:
-            shutil.copyfile(Path(config.dataset) / "prep3d_config.json", tmp)
-        lines: list[str] = []
-        model.summary(print_fn=lambda line, **_: lines.append(line))
-        save_text(run / "summary.txt", "\n".join(lines) + "\n")
+        write_run_records(run, config.dataset, "prep3d_config.json", resolved, _environment(), model)
 
         if state["phase"] == "fitted":
             _load_fitted(run, model)
