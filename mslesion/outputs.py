@@ -137,7 +137,7 @@ def check_output(
     if marker is None:
         if not names:
             return out
-        raise OutputError(f"{path}: holds {len(names)} entries mslesion did not write ({_examples(names)}); "
+        raise OutputError(f"{path}: holds {len(names)} {'entry' if len(names) == 1 else 'entries'} mslesion did not write ({_examples(names)}); "
                           "choose a new or empty folder")  # fmt: skip
     if marker["kind"] != kind:
         raise OutputError(f"{path}: is an mslesion {marker['kind']}, not a {kind}; choose another folder")
@@ -295,7 +295,7 @@ def claim_dir(
         names = sorted(p.name for p in out.iterdir())
         marker = read_marker(out)
         if marker is None and names:
-            raise OutputError(f"{path}: holds {len(names)} entries mslesion did not write ({_examples(names)}); "
+            raise OutputError(f"{path}: holds {len(names)} {'entry' if len(names) == 1 else 'entries'} mslesion did not write ({_examples(names)}); "
                               "choose a new or empty folder")  # fmt: skip
         if marker is not None and marker["kind"] != kind:
             raise OutputError(f"{path}: is an mslesion {marker['kind']}, not a {kind}; choose another folder")
