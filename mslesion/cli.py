@@ -67,6 +67,8 @@ def add_prep(subparsers) -> None:
                    help="for --selection brain: least fraction of the slice inside the head")  # fmt: skip
     p.add_argument("--normalisation", choices=NORMALISATIONS, default=d.normalisation)
     p.add_argument("--percentiles", type=float, nargs=2, default=d.percentiles)
+    p.add_argument("--background", choices=("zero", "keep"), default=d.background,
+                   help="outside the foreground after normalisation: 0 (default, nnU-Net) or the normalised values")
     p.add_argument("--size", type=int, nargs=2, default=d.size, metavar=("H", "W"))
     p.add_argument("--fit", choices=FITS, default=d.fit)
     p.add_argument("--context", type=int, default=d.context, help="2.5D: odd number of adjacent slices as channels")
@@ -91,7 +93,8 @@ def add_prep(subparsers) -> None:
             mask_patterns=_pairs(a.mask_pattern, "--mask-pattern"), modalities=tuple(a.modalities),
             mask_modality=a.mask_modality, allow_empty_masks=a.allow_empty_masks, selection=a.selection,
             entropy_threshold_bits=a.entropy_threshold, min_foreground_fraction=a.min_foreground,
-            normalisation=a.normalisation, percentiles=tuple(a.percentiles), size=tuple(a.size), fit=a.fit,
+            normalisation=a.normalisation, percentiles=tuple(a.percentiles), background=a.background,
+            size=tuple(a.size), fit=a.fit,
             context=a.context, context_padding=a.context_padding, crop=a.crop, crop_margin=a.crop_margin,
             split=a.split, test_fraction=a.test_fraction,
             val_fraction=a.val_fraction, folds=a.folds, seed=a.seed,
@@ -274,7 +277,7 @@ def add_evaluate(subparsers) -> None:
     p.add_argument("--source", help="a folder of other patients with masks (any layout prep reads) instead")
     p.add_argument("--layout", default=d.layout, help="layout of --source")
     p.add_argument("--patients", nargs="+", help="only these patient ids")
-    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=d.checkpoint)
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=d.checkpoint, help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
     p.add_argument("--threshold", type=float, default=d.threshold)
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=d.connectivity)
     p.add_argument("--detection-fraction", type=float, default=d.detection_fraction,
@@ -309,7 +312,7 @@ def add_predict(subparsers) -> None:
     p.add_argument("run_dir", type=Path, help="run folder from mslesion train")
     p.add_argument("inputs", type=Path, help="a FLAIR .nii.gz, a folder of them, or a dataset folder")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="best")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model", help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
     p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",

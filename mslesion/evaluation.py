@@ -58,7 +58,7 @@ class EvalConfig:
     source: str | None = None  # a folder of patients with masks instead of the run's own split
     layout: str = "auto"  # layout of ``source``
     patients: list[str] | None = None  # a subset of the part / source
-    checkpoint: str = "best"
+    checkpoint: str = "model"
     threshold: float = 0.5
     connectivity: int = 26
     detection_fraction: float = 0.0

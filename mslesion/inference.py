@@ -25,6 +25,7 @@ from .volumes import from_axial_stack
 
 __all__ = [
     "CHECKPOINTS",
+    "checkpoint_path",
     "TrainedRun",
     "open_run",
     "check_run",
@@ -35,7 +36,19 @@ __all__ = [
     "write_mask",
 ]
 
-CHECKPOINTS = ("best", "final")
+#: ``model``: the better of best and final after BN recalibration (see mslesion.checkpoints); runs
+#: without one (3D runs, runs of earlier versions) fall back to ``best``
+CHECKPOINTS = ("model", "best", "final")
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "model") -> Path:
+    """The file of ``checkpoint`` in ``run_dir``; ``model`` falls back to ``best.keras`` where a run has none."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    path = Path(run_dir) / f"{checkpoint}.keras"
+    if checkpoint == "model" and not path.is_file():
+        return path.with_name("best.keras")
+    return path
 
 
 @dataclass
@@ -99,7 +112,7 @@ def run_prep_config(run_dir: str | Path) -> dict:
     return _read_json(dataset / "prep_config.json")
 
 
-def check_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, dict, Path]:
+def check_run(run_dir: str | Path, checkpoint: str = "model") -> tuple[dict, dict, Path]:
     """Check a 2D run folder without loading its model: ``(config, prep record, checkpoint path)``.
 
     Raises:
@@ -107,23 +120,21 @@ def check_run(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, dict
         CorruptFileError: a damaged ``config.json`` or ``prep_config.json``.
     """
     run_dir = Path(run_dir)
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    path = checkpoint_path(run_dir, checkpoint)
     config = read_run_config(run_dir)
     if "patch" in config:
         raise RunNotFoundError(run_dir, "is a 3D patch run (mslesion train3d), which this command does not take; "
                                         "score it with mslesion evaluate")  # fmt: skip
-    path = run_dir / f"{checkpoint}.keras"
     if not path.is_file():
         have = sorted(p.name for p in run_dir.glob("*.keras"))
-        other = next((c for c in CHECKPOINTS if c != checkpoint and f"{c}.keras" in have), None)
+        other = next((c for c in CHECKPOINTS if c != path.stem and f"{c}.keras" in have), None)
         hint = f"use --checkpoint {other}" if other else "train the run (again) to the end"
         raise RunNotFoundError(path, f"no such checkpoint (the run holds {', '.join(have) or 'none'}); {hint}")
     return config, run_prep_config(run_dir), path
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "best") -> TrainedRun:
-    """Load a run's ``best.keras`` (highest val Dice) or ``final.keras`` (BN re-estimated).
+def open_run(run_dir: str | Path, checkpoint: str = "model") -> TrainedRun:
+    """Load a run's ``model.keras`` (default, see :data:`CHECKPOINTS`), ``best.keras`` or ``final.keras``.
 
     Raises:
         RunNotFoundError: see :func:`check_run`.
@@ -137,10 +148,10 @@ def open_run(run_dir: str | Path, checkpoint: str = "best") -> TrainedRun:
     try:
         model = load_model(path)
     except DamagedModelError as exc:
-        other = next(c for c in CHECKPOINTS if c != checkpoint)
-        hint = f"re-train or use --checkpoint {other}" if (run_dir / f"{other}.keras").is_file() else "re-train"
+        other = next((c for c in ("final", "best") if c != path.stem and (run_dir / f"{c}.keras").is_file()), None)
+        hint = f"re-train or use --checkpoint {other}" if other else "re-train"
         raise DamagedCheckpointError(path, f"damaged or not a Keras model file ({exc.reason}); {hint}") from exc
-    return TrainedRun(run_dir, checkpoint, model, PrepConfig.from_dict(record), config, record)
+    return TrainedRun(run_dir, path.stem, model, PrepConfig.from_dict(record), config, record)
 
 
 def predict_slices(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:

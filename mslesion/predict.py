@@ -223,7 +223,7 @@ def predict(
     run_dir: str | Path,
     inputs: str | Path,
     out_dir: str | Path,
-    checkpoint: str = "best",
+    checkpoint: str = "model",
     threshold: float = 0.5,
     connectivity: int = 26,
     image_patterns: dict[str, str] | None = None,

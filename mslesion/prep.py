@@ -63,6 +63,7 @@ class PrepConfig:
     foreground: str = "auto"
     normalisation: str = "zscore"
     percentiles: tuple[float, float] = (0.5, 99.5)
+    background: str = "zero"  # outside the foreground after normalisation: "zero" (nnU-Net) or "keep"
     size: tuple[int, int] = (256, 256)
     fit: str = "pad"
     context: int = 1
@@ -84,7 +85,7 @@ class PrepConfig:
 
     def slicing_kwargs(self) -> dict:
         keys = ("selection", "entropy_threshold_bits", "min_foreground_fraction", "foreground", "normalisation",
-                "percentiles", "size", "fit", "context", "context_padding", "crop", "crop_margin")  # fmt: skip
+                "percentiles", "background", "size", "fit", "context", "context_padding", "crop", "crop_margin")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def to_dict(self) -> dict:
@@ -93,7 +94,8 @@ class PrepConfig:
     @classmethod
     def from_dict(cls, d: dict) -> PrepConfig:
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        # records written before the option existed kept the normalised background
+        return cls(**{"background": "keep", **{k: v for k, v in d.items() if k in names}})
 
 
 @dataclass

@@ -162,7 +162,7 @@ def attention_figure(run: str | Path, writer: _Writer | None = None, eval_name: 
     from .models.pyramid_att_unet import attention_maps
     from .prep import open_case, read_manifest
 
-    trained = open_run(run, "best")
+    trained = open_run(run)
     dataset = trained.config["dataset"]
     test = set(split_patients_of(dataset, "test", trained.config.get("fold", 0)))
     manifest = read_manifest(dataset)
@@ -202,6 +202,11 @@ def _write_report(config: ReportConfig, out: Path) -> None:
     if runs:
         w.table("table_6_1_parameters", rt.parameters_table(runs), "Table 6.1: number of parameters", src)
         w.table("table_6_2_dice", rt.dice_table(runs), "Table 6.2: training and validation Dice (last epoch; best)", src)
+        choice = rt.checkpoint_table(runs)
+        if not choice.empty:
+            w.table("checkpoint_choice", choice, "The weights evaluated (model.keras): validation Dice of the best "
+                    "epoch and the last, in training mode, in inference mode as trained and after batch-norm "
+                    "recalibration; bn_gap above 0.1 is a warning", src)  # fmt: skip
         w.table("table_6_3_test_iou", rt.test_iou_table(runs, config.eval_name),
                 "Table 6.3: test IoU (slice-level = seed 000's unit; volume = per patient)", ev)  # fmt: skip
         w.table("appendix_i_accuracy_loss", rt.accuracy_loss_table(runs),
@@ -254,6 +259,9 @@ def _write_report(config: ReportConfig, out: Path) -> None:
         attention_figure(config.attention_run, w, config.eval_name)
     save_json(out / "provenance.json", w.provenance)
     head = f"# {config.title}\n\n" + (f"{config.note}\n\n" if config.note else "")
+    loud = rt.bn_warnings([Path(r) for r in config.runs])
+    if loud:
+        head += "".join(f"> **{line}**\n>\n" for line in loud) + "\n"
     save_text(out / "report.md", head + "\n".join(w.sections))
     save_text(out / "README.md", _readme(config))
 

@@ -34,6 +34,8 @@ __all__ = [
     "patient_summary_table",
     "lesionwise_table",
     "model_comparison_table",
+    "checkpoint_table",
+    "bn_warnings",
 ]
 
 
@@ -96,6 +98,35 @@ def dice_table(runs: list[Path]) -> pd.DataFrame:
                      "val_dice": float(h.val_dice.iloc[-1]), "best_val_dice": float(h.val_dice.max()),
                      "best_epoch": best + 1})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _final_eval(run: Path) -> dict | None:
+    path = run / "final_eval.json"
+    return load_json(path) if path.is_file() else None
+
+
+def checkpoint_table(runs: list[Path]) -> pd.DataFrame:
+    """The weights evaluate/predict use, per run: validation Dice of best and final in training mode, in
+    inference mode as trained and after BN recalibration, the choice, and the BN gap with its warning."""
+    rows = []
+    for run in runs:
+        fe = _final_eval(run)
+        if not fe or "candidates" not in fe:
+            continue
+        for name, c in fe["candidates"].items():
+            rows.append({"model": run_label(run), "weights": name, "epoch": None if c.get("epoch") is None else
+                         int(c["epoch"]) + 1, "chosen": name == fe["chosen"], "chosen_on": fe.get("chosen_on"),
+                         "val_dice_training_mode": c["training_mode_val_dice"],
+                         "val_dice_as_trained": c["inference_before_recalibration"].get("dice", math.nan),
+                         "val_dice_recalibrated": c["inference"].get("dice", math.nan),
+                         "bn_gap": math.nan if c.get("bn_gap") is None else c["bn_gap"],
+                         "bn_warning": bool(fe.get("warnings")) and name == fe["chosen"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def bn_warnings(runs: list[Path]) -> list[str]:
+    """``"<run label>: <warning>"`` for each run whose chosen weights lose Dice in inference mode."""
+    return [f"{run_label(run)}: {line}" for run in runs for line in (_final_eval(run) or {}).get("warnings", [])]
 
 
 def _eval_summary(run: Path, eval_name: str) -> dict | None:

@@ -117,6 +117,7 @@ def slice_case(
     foreground: str = "auto",
     normalisation: str = "zscore",
     percentiles: tuple[float, float] = (0.5, 99.5),
+    background: str = "zero",
     size: tuple[int, int] = (256, 256),
     fit: str = "pad",
     context: int = 1,
@@ -131,7 +132,13 @@ def slice_case(
     cuts every slice to the in-plane bounding box of the volume's foreground
     plus ``crop_margin`` pixels (seed 001 cropped the black background to 160x160);
     the box is recorded so predictions map back (:func:`to_native_stack`).
+    ``background="zero"`` sets voxels outside the foreground to 0 after
+    normalisation (nnU-Net's masked z-score): air is then the brain's mean, not
+    a large negative value whose share of each slice varies with the slice;
+    ``"keep"`` leaves the normalised values.
     """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; use {' or '.join(BACKGROUNDS)}")
     if stack.ndim != 4 or mask.shape != stack.shape[:3]:
         raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
     z, h, w, m = stack.shape
@@ -156,6 +163,9 @@ def slice_case(
     images = np.empty((n, *geom.size, c), dtype=np.float32)
     masks = np.empty((n, *geom.size, 1), dtype=np.uint8)
     normalised = [norm.apply(stack[..., i]) for i, norm in enumerate(norms)]
+    if background == "zero" and normalisation != "none":
+        for vol in normalised:
+            vol[~fg] = 0.0
     for row, k in enumerate(keep):
         planes = []
         for vol in normalised:
@@ -180,6 +190,7 @@ def slice_case(
 
 
 CROPS = ("none", "brain")
+BACKGROUNDS = ("zero", "keep")
 
 
 def _crop_box(fg: np.ndarray | None, crop: str, margin: int, hw: tuple[int, int]) -> tuple[int, int, int, int] | None:

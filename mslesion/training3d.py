@@ -183,7 +183,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
     return run
 
 
-def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best", threshold: float = 0.5,
+def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "model", threshold: float = 0.5,
                 connectivity: int = 26, detection_fraction: float = 0.0, write_masks: bool = False,
                 blend: str = "gaussian", batch_size: int = 2, stride: tuple[int, int, int] | None = None,
                 patients: list[str] | None = None, out_dir: str | Path | None = None,
@@ -199,15 +199,15 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "best
     the source image's affine and header (the source files must still exist).
     The folder is written whole; an earlier evaluation is replaced only with ``overwrite``.
     """
-    from .inference import CHECKPOINTS, write_mask
+    from .inference import checkpoint_path, write_mask
     from .outputs import check_inside, output_dir
     from .models import load_model
 
     run_dir = Path(run_dir)
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    path = checkpoint_path(run_dir, checkpoint)
+    checkpoint = path.stem
     run_config = load_json(run_dir / "config.json")
-    model = load_model(run_dir / f"{checkpoint}.keras", compile=False)
+    model = load_model(path, compile=False)
     dataset, fold = run_config["dataset"], run_config.get("fold", 0)
     wanted = patients or split_patients_of(dataset, part, fold)
     if not wanted:

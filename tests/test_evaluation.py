@@ -53,7 +53,7 @@ def test_evaluate_writes_every_table_and_records_its_settings(trained):
     slices = pd.read_csv(out / "slices.csv", dtype={"patient": str})
     assert (slices.lesion_pixels > 0).all()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["connectivity"] == 18 and summary["detection_fraction"] == 0.2 and summary["checkpoint"] == "best"
+    assert summary["connectivity"] == 18 and summary["detection_fraction"] == 0.2 and summary["checkpoint"] == "model"
     assert summary["run"] == str(trained) and summary["patients"] == per_patient.patient.tolist()
     assert summary["slice_level"]["n_slices"] == len(slices)
     assert 0 <= summary["slice_level"]["pooled_dice"] <= 1

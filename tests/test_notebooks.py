@@ -14,7 +14,8 @@ def run_notebook(name: str, cwd: Path, **parameters) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    # a cell may train several models; a shared 2-core CI machine needs more than nbclient's usual 600 s
+    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 
 

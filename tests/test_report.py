@@ -14,7 +14,8 @@ from mslesion.report_tables import _mb, find_runs, lesionwise_table, run_label
 from mslesion.tuning import tune
 
 TABLES = ("model_comparison", "table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
-          "per_patient_summary", "per_patient", "lesionwise", "backbone_comparison", "lr_search", "epoch_study")  # fmt: skip
+          "per_patient_summary", "per_patient", "lesionwise", "backbone_comparison", "lr_search", "epoch_study",
+          "checkpoint_choice")  # fmt: skip
 FIGURES = ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lesion_brackets", "lr_search",
            "dataset_glimpse", "slices_with_masks", "orthogonal_views", "backbone_dice_curves")  # fmt: skip
 
@@ -57,6 +58,26 @@ def test_report_writes_every_table_and_figure_with_provenance(study, tmp_path):
     assert len(pd.read_csv(out / "tables" / "lr_search.csv")) == 2
     comparison = pd.read_csv(out / "tables" / "model_comparison.csv")
     assert comparison.patient_dice_mean[0] == pytest.approx(per_patient_dice(study), rel=1e-5)
+
+
+def test_checkpoint_choice_table_and_a_bn_warning_at_the_top_of_the_report(study, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(study["runs"][0], run)
+    final_eval = json.loads((run / "final_eval.json").read_text())
+    chosen = final_eval["chosen"]
+    choice = pd.read_csv(build_report(ReportConfig(runs=[str(run)], out=str(tmp_path / "ok"))).parent
+                         / "tables" / "checkpoint_choice.csv")  # fmt: skip
+    assert choice[choice.chosen].weights.tolist() == [chosen]
+    row = choice[choice.chosen].iloc[0]
+    assert row.val_dice_recalibrated == pytest.approx(final_eval["candidates"][chosen]["inference"]["dice"], rel=1e-5)
+    # a run whose chosen weights lose Dice in inference mode: the report says so before anything else
+    final_eval["warnings"] = ["WARNING: batch norm: the final weights reach validation Dice 0.030 ..."]
+    (run / "final_eval.json").write_text(json.dumps(final_eval))
+    text = build_report(ReportConfig(runs=[str(run)], out=str(tmp_path / "warned"))).read_text()
+    first = text.split("\n\n")[1]
+    assert first.startswith("> **") and "WARNING: batch norm" in first
 
 
 def test_report_twice_gives_identical_tables_and_figures(study, tmp_path):

@@ -77,3 +77,28 @@ def test_brain_crop_is_recorded_and_undone_exactly(tmp_path):
     np.testing.assert_array_equal(back, loaded.mask)  # the lesions lie inside the head
     # the head fills more of the model grid once the background is cut away
     assert cropped.masks.sum() > full.masks.sum()
+
+
+def test_background_zero_sets_outside_the_foreground_to_zero_after_zscore():
+    """nnU-Net's masked z-score: foreground ~ N(0, 1), air 0; "keep" leaves air at -mean/sd; records without the
+    option (written before it existed) read back as "keep", so old runs predict as they were trained."""
+    from mslesion.prep import PrepConfig
+
+    rng = np.random.default_rng(1)
+    stack = np.zeros((4, 32, 32, 1), np.float32)
+    stack[:, 8:24, 8:24, 0] = rng.normal(100, 10, (4, 16, 16))  # a skull-stripped "brain", air exactly 0
+    mask = np.zeros((4, 32, 32), bool)
+    mask[1, 10:12, 10:12] = True
+    zero = slice_case(stack, mask, ["flair"], None, size=(32, 32), selection="all", foreground="nonzero")
+    keep = slice_case(stack, mask, ["flair"], None, size=(32, 32), selection="all", foreground="nonzero",
+                      background="keep")  # fmt: skip
+    brain = np.zeros((32, 32), bool)
+    brain[8:24, 8:24] = True
+    assert np.all(zero.images[:, ~brain] == 0) and np.all(keep.images[:, ~brain] < -5)
+    np.testing.assert_array_equal(zero.images[:, brain], keep.images[:, brain])
+    assert zero.images[:, brain].mean() == pytest.approx(0, abs=1e-3)
+    assert zero.images[:, brain].std() == pytest.approx(1, abs=1e-3)
+    with pytest.raises(ValueError, match="unknown background 'air'"):
+        slice_case(stack, mask, ["flair"], None, size=(32, 32), background="air")
+    assert PrepConfig().background == "zero" and PrepConfig.from_dict({"size": [64, 64]}).background == "keep"
+    assert PrepConfig.from_dict(PrepConfig().to_dict()).background == "zero"

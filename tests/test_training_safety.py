@@ -315,7 +315,7 @@ def test_tuning_folders_are_claimed_and_locked(dataset, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(OutputError, match=r"mine: holds 1 entries mslesion did not write \(notes\.txt\)"):
+    with pytest.raises(OutputError, match=r"mine: holds 1 entry mslesion did not write \(notes\.txt\)"):
         tune({"dataset": str(dataset), "run_dir": str(mine), **TINY})
     with locked(tmp_path / "search"), pytest.raises(OutputLockedError, match=f"pid {os.getpid()} "):
         tune({"dataset": str(dataset), "run_dir": str(tmp_path / "search"), **TINY})
