@@ -185,6 +185,10 @@ def add_train(subparsers) -> None:
     p.add_argument("--balance", action="store_true", default=None, help="class-balanced slice sampling")
     p.add_argument("--reduce-lr-patience", type=int)
     p.add_argument("--early-stopping-patience", type=int)
+    p.add_argument("--max-minutes", type=float,
+                   help="training-time budget: stop before the epoch that would pass it (--epochs stays the cap)")
+    p.add_argument("--lesion-slices-only", action="store_true", default=None,
+                   help="train on slices with lesion only (seed 000); validation keeps every slice")
     p.add_argument("--strategy", choices=("auto", "tpu", "mirrored", "default"))
     p.add_argument("--mixed-precision", action="store_true", default=None)
     p.add_argument("--deterministic", action="store_true", default=None,
@@ -199,6 +203,7 @@ def add_train(subparsers) -> None:
             **_common(a), "learning_rate": a.learning_rate, "augment": a.augment, "balance": a.balance,
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
             "strategy": a.strategy, "mixed_precision": a.mixed_precision, "deterministic": a.deterministic,
+            "max_minutes": a.max_minutes, "lesion_slices_only": a.lesion_slices_only,
         })  # fmt: skip
         print(f"run folder: {train(config, overwrite=a.overwrite)}")
 

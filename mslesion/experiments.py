@@ -14,7 +14,7 @@ from pathlib import Path
 from .models import REPORT_MODELS
 
 __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
-           "evaluate_runs", "ensure_dataset", "BACKBONES"]  # fmt: skip
+           "evaluate_runs", "ensure_dataset", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs"]  # fmt: skip
 
 #: Decoder widths in quick mode (pretrained-encoder models, scratch models).
 QUICK_FILTERS = {"pretrained": [32, 64, 128, 256, 512], "scratch": [16, 32, 64, 128]}
@@ -77,6 +77,62 @@ def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str 
     return tune({"dataset": str(dataset), "model": model, "model_params": model_params or {}, "tuner": "grid",
                  "learning_rates": list(learning_rates), "max_trials": len(learning_rates), "epochs": epochs,
                  "runs_root": str(runs_root), "overwrite": True, **overrides})  # fmt: skip
+
+
+#: Named training configurations compared on real data (issue 10): TrainConfig overrides. ``seed000`` is
+#: seed 000's own setting (BCE, lesion slices only, no augmentation); ``readme`` the README's example
+#: (soft Dice, learning rate 3e-3); the others add what the later seeds use.
+TRAINING_CONFIGS: dict[str, dict] = {
+    "seed000": {"loss": "bce", "lesion_slices_only": True},
+    "readme": {"loss": "dice", "learning_rate": 3e-3},
+    "bce_dice": {"loss": "bce_dice"},
+    "bce_dice_aug": {"loss": "bce_dice", "augment": True},
+    "bce_dice_aug_balance": {"loss": "bce_dice", "augment": True, "balance": True},
+    "focal_tversky_aug": {"loss": "focal_tversky", "augment": True},
+}
+
+
+def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: list[str] | None = None,
+                             minutes: float = 15.0, max_epochs: int = 200, model: str = "sm.unet",
+                             model_params: dict | None = None, fold: int = 0, seed: int = 0, verbose: int = 0,
+                             overwrite: bool = False, **overrides):  # fmt: skip
+    """Train each named configuration on fold ``fold`` of ``dataset`` within the same training-time budget,
+    score each on the fold's test patients (whole volumes, per patient) and return one row per configuration.
+
+    Every run stops before the epoch that would pass ``minutes`` of training (``max_epochs`` caps it);
+    the final BN recalibration and checkpoint choice come on top. Finished runs are reused unless
+    ``overwrite``. Columns: config, epochs, train_minutes, val_dice (model.keras, recalibrated), test
+    patients n, per-patient Dice mean / median / sd, collapsed (Dice < 0.1), lesion F1 mean.
+    """
+    import pandas as pd
+
+    from .evaluation import COLLAPSE_DICE, EvalConfig, evaluate
+    from .fileio import load_json
+    from .training import read_history, train
+
+    params = model_params if model_params is not None else {"backbone": "mobilenetv2", "weights": None}
+    rows = []
+    for name in names or list(TRAINING_CONFIGS):
+        if name not in TRAINING_CONFIGS:
+            raise KeyError(f"unknown training configuration {name!r}; known: {', '.join(TRAINING_CONFIGS)}")
+        cfg = {"dataset": str(dataset), "model": model, "model_params": params, "epochs": max_epochs,
+               "max_minutes": minutes, "fold": fold, "seed": seed, "runs_root": str(runs_root), "tag": name,
+               **TRAINING_CONFIGS[name], **overrides}  # fmt: skip
+        run = train(cfg, verbose=verbose, overwrite=overwrite)
+        out = evaluate(run, EvalConfig(overwrite=True), verbose=False)
+        per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
+        history = read_history(run)
+        final_eval = load_json(run / "final_eval.json")
+        dice = per_patient.dice.astype(float)
+        rows.append({"config": name, "epochs": len(history), "train_minutes": float(history.seconds.sum()) / 60,
+                     "val_dice": final_eval["candidates"][final_eval["chosen"]]["inference"]["dice"],
+                     "chosen": final_eval["chosen"], "bn_warning": bool(final_eval["warnings"]),
+                     "test_patients": len(per_patient), "dice_mean": float(dice.mean()),
+                     "dice_median": float(dice.median()), "dice_sd": float(dice.std(ddof=1)) if len(dice) > 1 else 0.0,
+                     "collapsed": int((dice < COLLAPSE_DICE).sum()),
+                     "lesion_f1_mean": float(per_patient.lesion_f1.astype(float).mean()),
+                     "run": str(run)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def evaluate_runs(runs: list[Path], **settings) -> list[Path]:

@@ -72,3 +72,13 @@ def trained_run(tmp_path_factory) -> Path:
     return train({"dataset": str(root / "slices"), "runs_root": str(root / "runs"), "model": "kuc.unet",
                   "model_params": {"filter_num": [16, 32, 64]}, "loss": "dice", "learning_rate": 3e-3,
                   "epochs": 6, "batch_size": 8}, verbose=0)  # fmt: skip
+
+
+# The files that take longest (minutes each on 2 CPU cores) go first, so that `make test`'s two
+# xdist workers (--dist loadfile) do not end with one long file running alone.
+SLOW_FILES = ("test_notebooks.py", "test_fc_densenet.py", "test_training.py", "test_models.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: the rest keep their order
