@@ -136,27 +136,50 @@ def _parts(config: TrainConfig) -> tuple[list[str], list[str], bool]:
     return [p for p in train if p not in chosen], sorted(chosen), True
 
 
+_clock = time.perf_counter  # tests replace it
+
+
 class TimeBudget:
     """Stops the fit before the epoch that would take the training time past ``minutes``.
 
     The time of epochs done before a resume (``history.csv``'s ``seconds``) counts too, so a
     resumed run keeps the budget it was started with.
+
+    The BN momentum cap (:func:`mslesion.batchnorm.adapt_momentum`) is set before the fit from
+    ``epochs``, which a budget usually cuts short: with ``epochs=200`` and 11 epochs done, the
+    moving statistics would still be mostly their initial values (measured on LGG: inference-mode
+    validation Dice 0.000 at every epoch). So after the second epoch of the fit, when one epoch's
+    time is known, the cap is set again for the epochs the budget leaves (``horizon``; 0: never),
+    and the training step is rebuilt to use it. ``recapped`` holds {layer: momentum} changed.
     """
 
-    def __new__(cls, minutes: float, run: Path):
+    def __new__(cls, minutes: float, run: Path, steps_per_epoch: int = 0, max_epochs: int = 0,
+                horizon: float = 0.0):  # fmt: skip
         import keras
 
+        from . import batchnorm
+
         class _Budget(keras.callbacks.Callback):
+            recapped: dict = {}
+
             def on_train_begin(self, logs=None):
                 self.earlier = _seconds_done(run)
-                self.start = time.perf_counter()
+                self.start = self.last = _clock()
                 self.epochs = 0
 
             def on_epoch_end(self, epoch, logs=None):
                 self.epochs += 1
-                spent = time.perf_counter() - self.start
-                if self.earlier + spent + spent / self.epochs > minutes * 60:
+                now = _clock()
+                spent, this_epoch, self.last = now - self.start, now - self.last, now
+                left = minutes * 60 - self.earlier - spent
+                if spent / self.epochs > left:
                     self.model.stop_training = True
+                elif horizon and steps_per_epoch and self.epochs == 2:
+                    # epoch 1 includes tracing; epoch 2 is the steady-state time
+                    epochs = min(max_epochs - epoch - 1, int(left // max(this_epoch, 1e-9))) + epoch + 1
+                    self.recapped = batchnorm.adapt_momentum(self.model, epochs * steps_per_epoch, horizon)
+                    if self.recapped:
+                        self.model.make_train_function(force=True)
 
         return _Budget()
 
@@ -800,16 +823,21 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             if config.early_stopping_patience:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_dice", mode="max", patience=config.early_stopping_patience))  # fmt: skip
+            budget = None
             if config.max_minutes:
-                callbacks.append(TimeBudget(config.max_minutes, run))
+                budget = TimeBudget(config.max_minutes, run, int(np.ceil(len(train_set) / global_batch)),
+                                    config.epochs, config.bn_horizon)  # fmt: skip
+                callbacks.append(budget)
             done = _fit_resumably(run, model, train_ds, val_ds, config.epochs, callbacks, verbose,
                                   skip_data=lambda n: _skip_epochs(train_ds, n),
                                   shuffle=False)  # the dataset shuffles itself, seeded per epoch
+            if budget is not None:
+                state = {**state, "bn_momentum_recapped": budget.recapped}
             state = _fitted(run, model, state, done)
 
         # from here on everything follows from the fitted weights, so a killed run redoes only this part
         final_eval = _finish(run, model, config, train_set, val_set, val_ds, global_batch, augment,
-                             resolved["val_is_train"])  # fmt: skip
+                             resolved["val_is_train"], {"bn_momentum_recapped": state.get("bn_momentum_recapped")})
         _crash("before_done")
         _done(run, state)
     _announce(final_eval)
@@ -817,7 +845,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
 
 
 def _finish(run: Path, model, config: TrainConfig, train_set, val_set, val_ds, batch: int, augment,
-            val_is_train: bool) -> dict:  # fmt: skip
+            val_is_train: bool, extra: dict | None = None) -> dict:  # fmt: skip
     """Score the final and the best epoch's weights as they will be used; write final.keras and model.keras.
 
     See :mod:`mslesion.checkpoints`. Returns what ``final_eval.json`` holds.
@@ -863,6 +891,7 @@ def _finish(run: Path, model, config: TrainConfig, train_set, val_set, val_ds, b
         "choice": checkpoints.describe_choice(candidates, chosen, val_is_train),
         "bn_gap_tolerance": checkpoints.BN_GAP_TOLERANCE,
         "warnings": warnings_,
+        **(extra or {}),
     }
     save_json(run / "final_eval.json", final_eval)
     _summary_header(run, final_eval)

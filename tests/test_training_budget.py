@@ -35,6 +35,26 @@ def test_time_budget_stops_before_the_epoch_that_would_pass_it(dataset, tmp_path
     assert len(read_history(roomy)) == 2  # the budget never adds epochs
 
 
+def test_budget_recaps_bn_momentum_for_the_epochs_it_leaves(dataset, tmp_path, monkeypatch):
+    """epochs=200 plans a BN momentum cap for 200 epochs; a budget that leaves 6 resets it after epoch 2."""
+    import itertools
+
+    import mslesion.training as training
+
+    ticks = itertools.count(0, 10.0)  # every clock reading is 10 s later: each epoch "takes" 10 s
+    monkeypatch.setattr(training, "_clock", lambda: next(ticks))
+    run = train({"dataset": str(dataset), "runs_root": str(tmp_path), **TINY, "epochs": 200, "max_minutes": 1},
+                verbose=0)  # fmt: skip
+    assert len(read_history(run)) == 6  # 60 s of 10 s epochs
+    config = json.loads((run / "config.json").read_text())
+    recapped = json.loads((run / "final_eval.json").read_text())["bn_momentum_recapped"]
+    steps = -(-config["n_train_slices"] // 8)
+    assert recapped  # Keras' default momentum 0.99 is far too slow for 6 epochs of a few steps
+    for name, momentum in recapped.items():
+        planned = config["bn_momentum_capped"].get(name, 0.99)
+        assert momentum == pytest.approx(max(0.5, 1 - 10 / (6 * steps))) and momentum < planned
+
+
 def test_lesion_slices_only_trains_on_lesion_slices_and_validates_on_all(dataset, tmp_path):
     from mslesion.prep import read_manifest
 
