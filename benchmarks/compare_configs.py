@@ -47,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/compare"))
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
+    runs, dataset = a.runs.resolve(), a.dataset.resolve()
+    if runs == dataset or dataset in runs.parents or runs in dataset.parents:
+        p.error(f"--runs {a.runs} overlaps the dataset {a.dataset}; choose a folder outside it")
+    out = a.runs / f"compare_{a.dataset.name}_fold{a.fold}.csv"
+    if out.exists() and not a.overwrite:
+        p.error(f"{out} exists; pass --overwrite to replace it (and redo the runs)")
     params = None
     if a.model_param:
         params = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.model_param)}
     table = compare_training_configs(a.dataset, a.runs, a.configs, a.minutes, a.max_epochs, a.model, params, a.fold,
                                      a.seed, overwrite=a.overwrite, batch_size=a.batch_size)  # fmt: skip
-    out = a.runs / f"compare_{a.dataset.name}_fold{a.fold}.csv"
     save_text(out, table.to_csv(index=False))
     print(f"dataset {a.dataset}, fold {a.fold}, model {a.model} {params or ''}, budget {a.minutes:g} min of training")
     print(table.drop(columns=["run"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))

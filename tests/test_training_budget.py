@@ -83,6 +83,19 @@ def test_compare_configs_prints_one_row_per_configuration(dataset, tmp_path):
     assert "seed000" in out.stdout and "dice_median" in out.stdout
 
 
+def test_compare_configs_leaves_an_existing_table_and_the_dataset_alone(dataset, tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_configs.py"
+    mine = tmp_path / "cmp" / "compare_slices_fold0.csv"
+    mine.parent.mkdir()
+    mine.write_text("my own table\n")
+    before = sorted(p.name for p in dataset.iterdir())
+    for runs, expected in ((tmp_path / "cmp", "exists; pass --overwrite"), (dataset / "runs", "overlaps the dataset")):
+        out = subprocess.run([sys.executable, str(script), str(dataset), "--runs", str(runs)],
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert out.returncode == 2 and expected in out.stderr
+    assert mine.read_text() == "my own table\n" and sorted(p.name for p in dataset.iterdir()) == before
+
+
 def test_unknown_configuration_is_refused(dataset, tmp_path):
     from mslesion.experiments import compare_training_configs
 
