@@ -867,8 +867,7 @@ def _finish(run: Path, model, config: TrainConfig, train_set, val_set, val_ds, b
     candidates = {"final": checkpoints.score_candidate(model, evaluate, reference, recal)}
     _crash("after_recalibration")
     _save_model(model, run / "final.keras", "final_model")
-    best_epoch = _best_epoch(run)
-    last_epoch = _last_epoch(run)
+    best_epoch, last_epoch = _best_and_last_epoch(run)
     if best_epoch is not None and best_epoch != last_epoch and (run / "best.keras").is_file():
         model.set_weights(load_model(run / "best.keras", compile=False).get_weights())
         candidates["best"] = checkpoints.score_candidate(model, evaluate, reference, recal)
@@ -924,23 +923,18 @@ def _summary_header(run: Path, final_eval: dict) -> None:
 _SUMMARY_RULE = "-" * 72
 
 
-def _best_epoch(run: Path) -> int | None:
-    """0-based epoch of best.keras: the first epoch with the highest finite val_dice in history.csv."""
+def _best_and_last_epoch(run: Path) -> tuple[int | None, int | None]:
+    """0-based epochs of best.keras (the first with the highest finite val_dice) and of the last row."""
     try:
         history = read_history(run)
     except (OSError, ValueError):
-        return None
+        return None, None
+    if not len(history):
+        return None, None
+    last = int(history.epoch.iloc[-1])
     if "val_dice" not in history or not np.isfinite(history.val_dice).any():
-        return None
-    return int(history.epoch[history.val_dice.fillna(-np.inf).idxmax()])
-
-
-def _last_epoch(run: Path) -> int | None:
-    try:
-        history = read_history(run)
-    except (OSError, ValueError):
-        return None
-    return int(history.epoch.iloc[-1]) if len(history) else None
+        return None, last
+    return int(history.epoch[history.val_dice.fillna(-np.inf).idxmax()]), last
 
 
 def recalibration_batches(config, n_slices: int, batch: int) -> int:
