@@ -87,6 +87,7 @@ class TrainConfig:
     mixed_precision: bool = False
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
+    bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.batchnorm.MAX_MOMENTUM)
     recalibrate_bn: bool = True
     recalibration_batches: int | None = None  # None: one epoch of full batches, at most 200
     threshold: float = 0.5
@@ -146,15 +147,15 @@ class TimeBudget:
     resumed run keeps the budget it was started with.
 
     The BN momentum cap (:func:`mslesion.batchnorm.adapt_momentum`) is set before the fit from
-    ``epochs``, which a budget usually cuts short: with ``epochs=200`` and 11 epochs done, the
-    moving statistics would still be mostly their initial values (measured on LGG: inference-mode
-    validation Dice 0.000 at every epoch). So after the second epoch of the fit, when one epoch's
-    time is known, the cap is set again for the epochs the budget leaves (``horizon``; 0: never),
-    and the training step is rebuilt to use it. ``recapped`` holds {layer: momentum} changed.
+    ``epochs``, which a budget usually cuts short. Above about 100 steps the ceiling
+    (``bn_max_momentum``) decides it anyway; for shorter runs, after the second epoch of the fit,
+    when one epoch's time is known, the cap is set again for the epochs the budget leaves
+    (``horizon``; 0: never), and the training step is rebuilt to use it. ``recapped`` holds
+    {layer: momentum} changed.
     """
 
     def __new__(cls, minutes: float, run: Path, steps_per_epoch: int = 0, max_epochs: int = 0,
-                horizon: float = 0.0):  # fmt: skip
+                horizon: float = 0.0, ceiling: float = 0.9):  # fmt: skip
         import keras
 
         from . import batchnorm
@@ -177,7 +178,7 @@ class TimeBudget:
                 elif horizon and steps_per_epoch and self.epochs == 2:
                     # epoch 1 includes tracing; epoch 2 is the steady-state time
                     epochs = min(max_epochs - epoch - 1, int(left // max(this_epoch, 1e-9))) + epoch + 1
-                    self.recapped = batchnorm.adapt_momentum(self.model, epochs * steps_per_epoch, horizon)
+                    self.recapped = batchnorm.adapt_momentum(self.model, epochs * steps_per_epoch, horizon, ceiling)
                     if self.recapped:
                         self.model.make_train_function(force=True)
 
@@ -792,7 +793,8 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
                 metrics=keras_metrics.default_metrics(config.threshold),
             )
         steps = int(np.ceil(len(train_set) / global_batch)) * config.epochs
-        momenta = batchnorm.adapt_momentum(model, steps, config.bn_horizon) if config.bn_horizon else {}
+        momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
+                   if config.bn_horizon else {})  # fmt: skip
 
         resolved = {
             **asdict(config),
@@ -826,7 +828,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             budget = None
             if config.max_minutes:
                 budget = TimeBudget(config.max_minutes, run, int(np.ceil(len(train_set) / global_batch)),
-                                    config.epochs, config.bn_horizon)  # fmt: skip
+                                    config.epochs, config.bn_horizon, config.bn_max_momentum)  # fmt: skip
                 callbacks.append(budget)
             done = _fit_resumably(run, model, train_ds, val_ds, config.epochs, callbacks, verbose,
                                   skip_data=lambda n: _skip_epochs(train_ds, n),

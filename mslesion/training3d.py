@@ -67,6 +67,7 @@ class Train3DConfig:
     seed: int = 0
     threshold: float = 0.5
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
+    bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.batchnorm.MAX_MOMENTUM)
     mixed_precision: bool = False
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
@@ -154,7 +155,8 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
                       loss=losses.get_loss(config.loss, **config.loss_params),
                       metrics=keras_metrics.default_metrics(config.threshold))  # fmt: skip
         steps = len(train_set) * config.epochs
-        momenta = batchnorm.adapt_momentum(model, steps, config.bn_horizon) if config.bn_horizon else {}
+        momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
+                   if config.bn_horizon else {})  # fmt: skip
         resolved = {
             **asdict(config), "run_dir": str(run), "kind": "3d", "train_patients": train_ids, "val_patients": val_ids,
             "val_carved_from_train": carved,

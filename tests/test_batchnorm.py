@@ -1,4 +1,5 @@
 import keras
+import pytest
 import numpy as np
 
 from mslesion.batchnorm import adapt_momentum, recalibrate
@@ -20,6 +21,15 @@ def test_adapt_momentum_caps_only_trainable_layers():
     assert changed == {"bn1": 0.9}
     assert model.get_layer("bn2").momentum == 0.999
     assert adapt_momentum(bn_model(0.5), total_steps=100) == {}
+
+
+def test_adapt_momentum_ceiling_binds_on_long_runs():
+    # 10,000 planned steps would allow 0.999; the ceiling keeps per-epoch statistics current
+    assert adapt_momentum(bn_model(), total_steps=10_000) == {"bn1": 0.9, "bn2": 0.9}
+    assert adapt_momentum(bn_model(), total_steps=10_000, ceiling=0.99) == {"bn1": 0.99, "bn2": 0.99}
+    assert adapt_momentum(bn_model(), total_steps=0) == {"bn1": 0.9, "bn2": 0.9}
+    with pytest.raises(ValueError, match="ceiling"):
+        adapt_momentum(bn_model(), total_steps=100, ceiling=1.0)
 
 
 def test_recalibrate_sets_moving_stats_to_the_batch_average():
