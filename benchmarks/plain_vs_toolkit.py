@@ -101,7 +101,8 @@ def plain_loop(train_cases, eval_cases, size: int, epochs: int, batch: int, seed
 
 
 def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, size: int, epochs: int, batch: int,
-            seed: int) -> dict:  # fmt: skip
+            seed: int, model_params: dict | None = None, options: dict | None = None,
+            tag: str | None = None) -> dict:  # fmt: skip
     """prep + train + evaluate through the toolkit's own API, as the README's commands do."""
     import pandas as pd
 
@@ -116,11 +117,12 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
         prepare_dataset(source, dataset, PrepConfig(selection="brain", size=(size, size), test_fraction=0.0,
                                                     val_fraction=0.0, seed=seed), progress=False)  # fmt: skip
         _restrict(dataset, train_ids)
-    params = {"backbone": "mobilenetv2", "weights": None}
+    params = {"backbone": "mobilenetv2", "weights": None, **(model_params or {})}
     t0 = time.perf_counter()
     run = train({"dataset": str(dataset), "model": "sm.unet", "model_params": params, "epochs": epochs,
                  "batch_size": batch, "seed": seed, "val_fraction": 0.0, "runs_root": str(work / "runs"),
-                 "tag": config_name, **TRAINING_CONFIGS[config_name]}, verbose=0, overwrite=True)  # fmt: skip
+                 "tag": tag or config_name, **TRAINING_CONFIGS[config_name], **(options or {})}, verbose=0,
+                overwrite=True)  # fmt: skip
     seconds = time.perf_counter() - t0
     out = evaluate(run, EvalConfig(source=str(source), patients=eval_ids, overwrite=True), verbose=False)
     per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
@@ -151,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", type=Path, help="a NIfTI dataset folder or one patient's folder")
     p.add_argument("--train", nargs="+", help="training patient ids (default: all)")
     p.add_argument("--eval", nargs="+", help="evaluation patient ids (default: the training patients)")
-    p.add_argument("--configs", nargs="+", default=["bce_dice"], choices=list(TRAINING_CONFIGS))
+    p.add_argument("--configs", nargs="*", default=["bce_dice"], choices=list(TRAINING_CONFIGS),
+                   help="toolkit configurations (none: the plain loop only)")
     p.add_argument("--no-plain", action="store_true", help="toolkit rows only")
+    p.add_argument("--variant", action="append", default=[], metavar="CONFIG:KEY=JSON[,KEY=JSON]",
+                   help="an extra toolkit row: a configuration with TrainConfig options changed "
+                        "(model.KEY for model parameters), e.g. bce_dice:bn_max_momentum=0.99 or "
+                        "bce_dice:model.decoder_use_batchnorm=false")  # fmt: skip
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=16)
@@ -172,10 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         r = plain_loop([cases[i] for i in train_ids], [cases[i] for i in eval_ids], a.size, a.epochs,
                        a.batch_size, a.seed)  # fmt: skip
         rows.append({"chain": "plain Keras loop", **_row(r, eval_ids)})
-    for name in a.configs:
+    variants = [(name, {}, {}, name) for name in a.configs] + [_variant(p, v) for v in a.variant]
+    for i, (name, params, options, label) in enumerate(variants):
         r = toolkit(a.source.resolve(), a.work.resolve(), a.train, eval_ids, name, a.size, a.epochs, a.batch_size,
-                    a.seed)  # fmt: skip
-        rows.append({"chain": f"mslesion {name}", **_row(r, eval_ids),
+                    a.seed, params, options, tag=name if not (params or options) else f"variant{i}")  # fmt: skip
+        rows.append({"chain": f"mslesion {label}", **_row(r, eval_ids),
                      "val Dice training mode": r["training_mode_val_dice"],
                      "val Dice inference": r["inference_val_dice"], "checkpoint": r["chosen"]})  # fmt: skip
     same = "same as training" if set(eval_ids) == set(train_ids) else "held out"
@@ -188,6 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     a.work.mkdir(parents=True, exist_ok=True)
     (a.work / "plain_vs_toolkit.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
     return 0
+
+
+def _variant(parser, text: str) -> tuple[str, dict, dict, str]:
+    from mslesion.experiments import TRAINING_CONFIGS
+
+    name, _, changes = text.partition(":")
+    if name not in TRAINING_CONFIGS or not changes:
+        parser.error(f"--variant {text}: expected CONFIG:KEY=JSON with CONFIG one of {', '.join(TRAINING_CONFIGS)}")
+    params, options = {}, {}
+    for item in changes.split(","):
+        key, _, value = item.partition("=")
+        target = params if key.startswith("model.") else options
+        target[key.removeprefix("model.")] = json.loads(value)
+    return name, params, options, text
 
 
 def _row(result: dict, eval_ids) -> dict:

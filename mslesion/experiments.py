@@ -14,7 +14,8 @@ from pathlib import Path
 from .models import REPORT_MODELS
 
 __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
-           "evaluate_runs", "ensure_dataset", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs"]  # fmt: skip
+           "evaluate_runs", "ensure_dataset", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs",
+           "RECIPE_MODEL", "DEFAULT_RECIPE", "recipe", "recipe_options"]  # fmt: skip
 
 #: Decoder widths in quick mode (pretrained-encoder models, scratch models).
 QUICK_FILTERS = {"pretrained": [32, 64, 128, 256, 512], "scratch": [16, 32, 64, 128]}
@@ -90,6 +91,35 @@ TRAINING_CONFIGS: dict[str, dict] = {
     "bce_dice_aug_balance": {"loss": "bce_dice", "augment": True, "balance": True},
     "focal_tversky_aug": {"loss": "focal_tversky", "augment": True},
 }
+
+#: The model and batch every configuration was compared with (``benchmarks/compare_configs.py``'s defaults);
+#: part of a recipe unless a model is given.
+RECIPE_MODEL: dict = {"model": "sm.unet", "model_params": {"backbone": "mobilenetv2"}, "batch_size": 16}
+#: The recipe ``mslesion train`` starts from: the configuration that won the comparison on real data
+#: (README, "Real data: which configuration").
+DEFAULT_RECIPE = "bce_dice_aug_balance"
+
+
+def recipe(name: str | None, with_model: bool = True) -> dict:
+    """The :class:`~mslesion.training.TrainConfig` options of recipe ``name`` (``None`` or "none": no options).
+
+    A recipe is :data:`RECIPE_MODEL` plus ``TRAINING_CONFIGS[name]``; ``with_model=False`` leaves out the
+    model, its parameters and the batch size (the caller chose another model).
+    """
+    if name in (None, "none"):
+        return {}
+    if name not in TRAINING_CONFIGS:
+        raise KeyError(f"unknown recipe {name!r}; known: none, {', '.join(TRAINING_CONFIGS)}")
+    options = dict(TRAINING_CONFIGS[name])
+    if with_model:
+        options = {**RECIPE_MODEL, "model_params": dict(RECIPE_MODEL["model_params"]), **options}
+    return options
+
+
+def recipe_options(name: str | None = None, **overrides) -> dict:
+    """The training options of recipe ``name`` (default :data:`DEFAULT_RECIPE`) without its model, with the
+    ``overrides`` that are not None (the notebooks' ``LOSS = None`` means "the recipe's")."""
+    return {**recipe(name or DEFAULT_RECIPE, with_model=False), **{k: v for k, v in overrides.items() if v is not None}}
 
 
 def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: list[str] | None = None,

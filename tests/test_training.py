@@ -138,6 +138,26 @@ def test_cli_train_runs_one_epoch(dataset, tmp_path):
     assert cfg["model_params"] == {"filter_num": [8, 16]} and cfg["loss_params"] == {"gamma": 0.75}
 
 
+def test_cli_train_starts_from_the_default_recipe_and_flags_override_it(dataset, tmp_path):
+    from mslesion.cli import main
+    from mslesion.experiments import DEFAULT_RECIPE, RECIPE_MODEL, TRAINING_CONFIGS
+
+    assert main(["train", str(dataset), "--epochs", "1", "--model-param", "weights=null",
+                 "--run-dir", str(tmp_path / "default")]) == 0  # fmt: skip
+    cfg = json.loads((tmp_path / "default" / "config.json").read_text())
+    assert cfg["recipe"] == DEFAULT_RECIPE and cfg["model"] == RECIPE_MODEL["model"]
+    # --model-param adds to the recipe's encoder instead of replacing it
+    assert cfg["model_params"] == {**RECIPE_MODEL["model_params"], "weights": None}
+    assert cfg["batch_size"] == RECIPE_MODEL["batch_size"]
+    assert {k: cfg[k] for k in TRAINING_CONFIGS[DEFAULT_RECIPE]} == TRAINING_CONFIGS[DEFAULT_RECIPE]
+    # another model: the recipe's training options stay, its model and batch size go
+    assert main(["train", str(dataset), "--recipe", "seed000", "--model", "kuc.unet", "--model-param",
+                 "filter_num=[4,8]", "--epochs", "1", "--loss", "dice", "--run-dir", str(tmp_path / "s0")]) == 0
+    cfg = json.loads((tmp_path / "s0" / "config.json").read_text())
+    assert cfg["recipe"] == "seed000" and cfg["model_params"] == {"filter_num": [4, 8]} and cfg["batch_size"] == 8
+    assert cfg["lesion_slices_only"] is True and cfg["loss"] == "dice"  # the flag beats the recipe's bce
+
+
 def test_mixed_precision_keeps_a_float32_output(dataset, tmp_path):
     import keras
 
@@ -151,12 +171,25 @@ def test_mixed_precision_keeps_a_float32_output(dataset, tmp_path):
 
 
 @pytest.mark.slow
-def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(dataset, tmp_path):
-    """sm Unet-MobileNetV2 (keras-applications BN momentum 0.999), trained from scratch for a few epochs."""
+def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(dataset, tmp_path, monkeypatch):
+    """sm Unet-MobileNetV2 (keras-applications BN momentum 0.999), trained from scratch for 12 epochs.
+
+    The capped run plans 200 epochs and a 15-minute budget, and the budget ends it after 12 (a fake
+    clock: 10 s an epoch, then a jump), as a long planned run cut short by a budget or early
+    stopping. Before the momentum ceiling its moving statistics were planned for ~90 epochs and
+    every per-epoch inference-mode val Dice stayed near 0 (measured on LGG: 0.000 at 12 epochs).
+    """
+    import itertools
+
+    import mslesion.training as training
+
     common = {"model": "sm.unet", "model_params": {"backbone": "mobilenetv2"}, "loss": "dice",
-              "learning_rate": 3e-3, "epochs": 12}  # fmt: skip
-    raw = train(config(dataset, tmp_path, **common, bn_horizon=0, tag="uncapped"), verbose=0)
-    capped = train(config(dataset, tmp_path, **common, tag="capped"), verbose=0)
+              "learning_rate": 3e-3}  # fmt: skip
+    raw = train(config(dataset, tmp_path, **common, epochs=12, bn_horizon=0, tag="uncapped"), verbose=0)
+    ticks = itertools.count()
+    monkeypatch.setattr(training, "_clock", lambda: (lambda n: 10.0 * n + (1e5 if n >= 12 else 0))(next(ticks)))
+    capped = train(config(dataset, tmp_path, **common, epochs=200, max_minutes=15, tag="capped"), verbose=0)
+    assert len(read_history(capped)) == 12
     raw_eval = json.loads((raw / "final_eval.json").read_text())
     cap_eval = json.loads((capped / "final_eval.json").read_text())
     # the failure the runner prevents: good in training mode, nothing in inference mode
@@ -166,7 +199,7 @@ def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(d
     assert read_history(capped).val_dice.max() > 0.5
     for ev in (raw_eval, cap_eval):
         assert abs(ev["inference"]["dice"] - ev["training_mode_val_dice"]) < 0.1
-    assert json.loads((capped / "config.json").read_text())["bn_momentum_capped"]
+    assert set(json.loads((capped / "config.json").read_text())["bn_momentum_capped"].values()) == {0.9}
 
 
 def test_one_training_patient_needs_val_fraction_zero_and_says_so(dataset, tmp_path):

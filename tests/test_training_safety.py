@@ -273,8 +273,8 @@ def test_a_finished_run_is_left_alone_other_options_refused_overwrite_starts_afr
     monkeypatch.chdir(tmp_path)
     train(config(os.path.relpath(dataset), "done"), verbose=0)
     assert "already finished" in capsys.readouterr().out and _files(run) == before
-    cli = ["train", str(dataset), "--model", "kuc.unet", "--model-param", "filter_num=[4,8]", "--batch-size", "8",
-           "--epochs", "1", "--run-dir", str(run)]  # fmt: skip
+    cli = ["train", str(dataset), "--recipe", "none", "--model", "kuc.unet", "--model-param", "filter_num=[4,8]",
+           "--batch-size", "8", "--epochs", "1", "--run-dir", str(run)]  # fmt: skip
     assert main(cli) == 2
     (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mslesion: error:")]
     assert "holds a run started with other options (epochs: 3 -> 1); " in line

@@ -36,8 +36,9 @@ RUNS = "runs/backbones"
 BACKBONES = ["vgg16", "resnet34", "mobilenetv2", "efficientnetb0"]
 MODEL = "sm.unet"
 EPOCHS = 20
-LOSS = "bce_dice"
-LEARNING_RATE = 1e-3
+RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE (best measured on real data); "seed000"
+LOSS = None                     # None: the recipe's
+LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
 WEIGHTS = "imagenet"            # None offline: no download, encoders trained from scratch
 QUICK = False                   # synthetic cohort at 64x64 when DATASET is absent
@@ -49,9 +50,10 @@ MSLESION_SRC = "/content/mslesion"'''),
     new_code_cell('''from mslesion import experiments, figures, report_tables, training
 
 dataset = experiments.ensure_dataset(DATASET, size=64 if QUICK else 256, seed=SEED)
+options = experiments.recipe_options(RECIPE, loss=LOSS, learning_rate=LEARNING_RATE)
+print("training options:", options)
 runs = experiments.compare_backbones(dataset, RUNS, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
-                                     loss=LOSS, learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=SEED,
-                                     deterministic=DETERMINISTIC)
+                                     batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, **options)
 report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, into its results folder'''),
     new_markdown_cell("Validation Dice per epoch for each encoder."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
@@ -65,6 +67,10 @@ attention U-Net) and three from scratch (U-Net, R2 U-Net, attention U-Net), bina
 50 epochs (chapter 5), then searched the learning rate with keras-tuner (section 5.2.2). Each run writes its
 own folder (config, history, checkpoints); each model is then evaluated per patient on whole volumes.
 
+The training options come from `RECIPE`: by default the configuration that did best on real data in the
+README's comparison; `RECIPE = "seed000"` trains exactly as seed 000 did (BCE on lesion slices, no
+augmentation).
+
 `QUICK = True` narrows the decoders and trains a few epochs on a synthetic cohort (no ImageNet weights offline:
 the VGG16 encoders are then trained, and the tables say so)."""),
     params('''# Parameters (papermill: tag "parameters")
@@ -73,8 +79,9 @@ RUNS = "runs/models"
 TUNING_RUNS = "runs/tuning"
 MODELS = None                   # None: all six keys of mslesion.models.REPORT_MODELS
 EPOCHS = 50
-LOSS = "bce"
-LEARNING_RATE = 1e-3
+RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE; "seed000": seed 000's BCE on lesion slices
+LOSS = None                     # None: the recipe's
+LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
 WEIGHTS = "imagenet"
 QUICK = False
@@ -89,9 +96,10 @@ MSLESION_SRC = "/content/mslesion"'''),
 from mslesion.models import REPORT_MODELS
 
 dataset = experiments.ensure_dataset(DATASET, size=64 if QUICK else 256, seed=SEED)
-runs = experiments.train_report_models(dataset, RUNS, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS, loss=LOSS,
-                                       learning_rate=LEARNING_RATE, batch_size=BATCH_SIZE, seed=SEED,
-                                       deterministic=DETERMINISTIC)
+options = experiments.recipe_options(RECIPE, loss=LOSS, learning_rate=LEARNING_RATE)
+print("training options:", options)
+runs = experiments.train_report_models(dataset, RUNS, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
+                                       batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, **options)
 report_tables.dice_table(runs)'''),
     new_markdown_cell("Dice per epoch (figures 6.1-6.6)."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
@@ -102,7 +110,7 @@ report_tables.patient_summary_table(report_tables.per_patient_table(runs))'''),
     new_code_cell('''scratch = REPORT_MODELS["unet_scratch"]
 params = dict(scratch.params, **({"filter_num": experiments.QUICK_FILTERS["scratch"]} if QUICK else {}))
 search = experiments.learning_rate_search(dataset, TUNING_RUNS, scratch.registry_name, params, LEARNING_RATES,
-                                          LR_EPOCHS, loss=LOSS, batch_size=BATCH_SIZE, seed=SEED,
+                                          LR_EPOCHS, loss=options["loss"], batch_size=BATCH_SIZE, seed=SEED,
                                           deterministic=DETERMINISTIC)
 report_tables.lr_search_table([search])'''),
 ]
