@@ -219,7 +219,7 @@ def add_train(subparsers) -> None:
 
         name = a.recipe or _config_file(a).get("recipe") or DEFAULT_RECIPE
         own_model = a.model is not None or "model" in _config_file(a)
-        defaults = {**recipe(name, with_model=not own_model), "recipe": name}
+        defaults = {**recipe(name, with_model=not own_model), "recipe": None if name == "none" else name}
         config = _config_from(a, TrainConfig, defaults=defaults, mapping={
             **_common(a), "learning_rate": a.learning_rate, "augment": a.augment, "balance": a.balance,
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
