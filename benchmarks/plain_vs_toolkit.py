@@ -148,6 +148,7 @@ def _restrict(dataset: Path, train_ids) -> None:
 def main(argv: list[str] | None = None) -> int:
     from mslesion.cohort import discover_cases
     from mslesion.experiments import TRAINING_CONFIGS
+    from mslesion.fileio import save_text
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("source", type=Path, help="a NIfTI dataset folder or one patient's folder")
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=Path("runs/plain_vs_toolkit"))
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier table and its runs")
     a = p.parse_args(argv)
     cases = {c.patient_id: c for c in discover_cases(a.source).cases}
     if not cases:
@@ -172,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     missing = [i for i in (a.train or []) + (a.eval or []) if i not in cases]
     if missing:
         p.error(f"{a.source}: no patient {', '.join(missing)} (found: {', '.join(sorted(cases))})")
+    source, work = a.source.resolve(), a.work.resolve()
+    if work == source or source in work.parents or work in source.parents:
+        p.error(f"--work {a.work} overlaps the source {a.source}; choose a folder outside it")
+    table_file = a.work / "plain_vs_toolkit.json"
+    if table_file.exists() and not a.overwrite:
+        p.error(f"{table_file} exists; pass --overwrite to replace it (and redo the runs)")
     train_ids = a.train or sorted(cases)
     eval_ids = a.eval or train_ids
     rows = []
@@ -193,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    a.work.mkdir(parents=True, exist_ok=True)
-    (a.work / "plain_vs_toolkit.json").write_text(json.dumps(rows, indent=2, default=float) + "\n")
+    save_text(table_file, json.dumps(rows, indent=2, default=float) + "\n")
     return 0
 
 

@@ -66,3 +66,18 @@ def test_plain_vs_toolkit_trains_both_chains_on_the_same_patients(tmp_path):
     # the held-out patient was scored on its whole volume (the toolkit's own evaluation)
     evaluated = (run / "eval_raw" / "per_patient.csv").read_text()
     assert evaluated.splitlines()[1].startswith("3,")
+
+
+def test_work_folder_may_not_overlap_the_source_nor_replace_a_table(tmp_path):
+    from mslesion.synthetic import generate_cohort
+
+    generate_cohort(tmp_path / "raw", 1, seed=1, shape=(32, 32, 4), spacing_mm=(3.6, 3.6, 10.0))
+    mine = tmp_path / "work" / "plain_vs_toolkit.json"
+    mine.parent.mkdir()
+    mine.write_text("my own notes\n")
+    before = sorted(p.name for p in (tmp_path / "raw").rglob("*"))
+    for work, expected in ((tmp_path / "work", "exists; pass --overwrite"), (tmp_path / "raw" / "w", "overlaps")):
+        out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "raw"), "--work", str(work)],
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert out.returncode == 2 and expected in out.stderr
+    assert mine.read_text() == "my own notes\n" and sorted(p.name for p in (tmp_path / "raw").rglob("*")) == before
