@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", help="repeat every row with each of these seeds and summarise")
     p.add_argument("--work", type=Path, default=Path("runs/plain_vs_toolkit"))
     p.add_argument("--overwrite", action="store_true", help="replace an earlier table and its runs")
     a = p.parse_args(argv)
@@ -182,26 +183,33 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{table_file} exists; pass --overwrite to replace it (and redo the runs)")
     train_ids = a.train or sorted(cases)
     eval_ids = a.eval or train_ids
-    rows = []
-    if not a.no_plain:
-        r = plain_loop([cases[i] for i in train_ids], [cases[i] for i in eval_ids], a.size, a.epochs,
-                       a.batch_size, a.seed)  # fmt: skip
-        rows.append({"chain": "plain Keras loop", **_row(r, eval_ids)})
+    seeds = a.seeds or [a.seed]
     variants = [(name, {}, {}, name) for name in a.configs] + [_variant(p, v) for v in a.variant]
-    for i, (name, params, options, label) in enumerate(variants):
-        r = toolkit(a.source.resolve(), a.work.resolve(), a.train, eval_ids, name, a.size, a.epochs, a.batch_size,
-                    a.seed, params, options, tag=name if not (params or options) else f"variant{i}")  # fmt: skip
-        rows.append({"chain": f"mslesion {label}", **_row(r, eval_ids),
-                     "val Dice training mode": r["training_mode_val_dice"],
-                     "val Dice inference": r["inference_val_dice"], "checkpoint": r["chosen"]})  # fmt: skip
+    rows = []
+    for seed in seeds:
+        if not a.no_plain:
+            r = plain_loop([cases[i] for i in train_ids], [cases[i] for i in eval_ids], a.size, a.epochs,
+                           a.batch_size, seed)  # fmt: skip
+            rows.append({"chain": "plain Keras loop", "seed": seed, **_row(r, eval_ids)})
+        for i, (name, params, options, label) in enumerate(variants):
+            tag = name if not (params or options) else f"variant{i}"
+            r = toolkit(source, work, a.train, eval_ids, name, a.size, a.epochs, a.batch_size, seed, params, options,
+                        tag=tag if len(seeds) == 1 else f"{tag}_seed{seed}")  # fmt: skip
+            rows.append({"chain": f"mslesion {label}", "seed": seed, **_row(r, eval_ids),
+                         "val Dice training mode": r["training_mode_val_dice"],
+                         "val Dice inference": r["inference_val_dice"], "checkpoint": r["chosen"]})  # fmt: skip
+        save_text(table_file, json.dumps(rows, indent=2, default=float) + "\n")  # what is done so far survives
     same = "same as training" if set(eval_ids) == set(train_ids) else "held out"
     print(f"source {a.source}; train {' '.join(train_ids)}; evaluate {' '.join(eval_ids)} ({same}); "
-          f"{a.size}x{a.size}, {a.epochs} epochs, batch {a.batch_size}, seed {a.seed}")  # fmt: skip
+          f"{a.size}x{a.size}, {a.epochs} epochs, batch {a.batch_size}, seed{'s' if len(seeds) > 1 else ''} "
+          f"{' '.join(map(str, seeds))}")  # fmt: skip
     import pandas as pd
 
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    save_text(table_file, json.dumps(rows, indent=2, default=float) + "\n")
+    if len(seeds) > 1:
+        print(f"\nover {len(seeds)} seeds (mean Dice of the evaluation patients per seed):")
+        print(seed_summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -217,6 +225,13 @@ def _variant(parser, text: str) -> tuple[str, dict, dict, str]:
         target = params if key.startswith("model.") else options
         target[key.removeprefix("model.")] = json.loads(value)
     return name, params, options, text
+
+
+def seed_summary(table):
+    """Per chain over seeds: mean, SD and median of the per-seed mean Dice, its minimum, seeds below 0.1."""
+    grouped = table.groupby("chain", sort=False)["mean Dice"]
+    return grouped.agg(mean="mean", sd="std", median="median", min="min",
+                       below_0_1=lambda v: float((v < 0.1).mean()), seeds="count")  # fmt: skip
 
 
 def _row(result: dict, eval_ids) -> dict:

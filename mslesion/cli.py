@@ -229,7 +229,10 @@ def add_train(subparsers) -> None:
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "
               f"augment {config.augment}, balance {config.balance}, batch {config.batch_size}, "
               f"learning rate {config.learning_rate:g}")  # fmt: skip
-        print(f"run folder: {train(config, overwrite=a.overwrite)}")
+        from .progress import fit_verbosity
+
+        # a live progress bar with ETA on a terminal; one line per epoch when the output is a log file
+        print(f"run folder: {train(config, verbose=fit_verbosity(), overwrite=a.overwrite)}")
 
     p.set_defaults(run=run)
 

@@ -38,46 +38,71 @@ def report_model_config(key: str, dataset: str | Path, runs_root: str | Path, ep
             "runs_root": str(runs_root), "tag": key, **overrides}  # fmt: skip
 
 
+def _job(n_runs: int, epochs: int, progress: bool, time_budget_minutes: float | None, overrides: dict):
+    """The job's :class:`~mslesion.progress.JobProgress` (or None) and, with a budget, each run's ``max_minutes``."""
+    from .progress import JobProgress, budget_per_run
+    from .workspace import platform_name
+
+    per_run = budget_per_run(time_budget_minutes, n_runs)
+    if per_run is not None:
+        overrides["max_minutes"] = min(per_run, overrides.get("max_minutes") or per_run)
+        print(f"time budget {time_budget_minutes:g} min for {n_runs} runs: at most "
+              f"{overrides['max_minutes']:.1f} min of training each (recorded as max_minutes)")  # fmt: skip
+    return JobProgress(n_runs, epochs, platform_name()) if progress else None
+
+
 def train_report_models(dataset: str | Path, runs_root: str | Path, epochs: int = 50, keys: list[str] | None = None,
                         quick: bool = False, weights: str | None = "imagenet", verbose: int = 0,
-                        overwrite: bool = False, **overrides) -> list[Path]:  # fmt: skip
+                        overwrite: bool = False, progress: bool = False, time_budget_minutes: float | None = None,
+                        **overrides) -> list[Path]:  # fmt: skip
     """Train the models of Table 6.1 (all six by default); returns their run folders.
 
     ``overrides`` go to every :class:`~mslesion.training.TrainConfig` (loss,
     learning_rate, batch_size, augment...). Seed 000: bce, Adam 1e-3, 50 epochs.
     Finished runs are left as they are unless ``overwrite`` (see :func:`mslesion.training.train`).
+    ``progress``: a line per epoch with the run's and the job's ETA (notebooks);
+    ``time_budget_minutes``: the whole job's training time, split evenly over the runs.
     """
     from .training import train
 
+    keys = keys or list(REPORT_MODELS)
+    job = _job(len(keys), epochs, progress, time_budget_minutes, overrides)
     return [train(report_model_config(k, dataset, runs_root, epochs, quick, weights, **overrides), verbose=verbose,
-                  overwrite=overwrite) for k in (keys or list(REPORT_MODELS))]  # fmt: skip
+                  overwrite=overwrite, progress=job) for k in keys]  # fmt: skip
 
 
 def compare_backbones(dataset: str | Path, runs_root: str | Path, backbones: tuple[str, ...] = BACKBONES,
                       model: str = "sm.unet", epochs: int = 20, weights: str | None = "imagenet",
-                      encoder: str = "trainable", verbose: int = 0, overwrite: bool = False,
-                      **overrides) -> list[Path]:  # fmt: skip
-    """Train one U-Net per encoder on the same split; the report's backbone table reads the runs."""
+                      encoder: str = "trainable", verbose: int = 0, overwrite: bool = False, progress: bool = False,
+                      time_budget_minutes: float | None = None, **overrides) -> list[Path]:  # fmt: skip
+    """Train one U-Net per encoder on the same split; the report's backbone table reads the runs.
+
+    ``progress`` and ``time_budget_minutes``: as in :func:`train_report_models`.
+    """
     from .training import train
 
+    job = _job(len(backbones), epochs, progress, time_budget_minutes, overrides)
     runs = []
     for backbone in backbones:
         params = {"backbone": backbone, "weights": weights, "encoder": encoder}
         runs.append(train({"dataset": str(dataset), "model": model, "model_params": params, "epochs": epochs,
                            "runs_root": str(runs_root), "tag": f"{backbone}", **overrides}, verbose=verbose,
-                          overwrite=overwrite))  # fmt: skip
+                          overwrite=overwrite, progress=job))  # fmt: skip
     return runs
 
 
 def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str = "kuc.unet",
                          model_params: dict | None = None, learning_rates=(1e-1, 1e-2, 1e-3, 1e-4), epochs: int = 10,
-                         **overrides) -> Path:  # fmt: skip
-    """Seed 000 s. 5.2.2: a keras-tuner grid over learning rates; returns the folder holding tuning.csv."""
+                         progress: bool = False, **overrides) -> Path:  # fmt: skip
+    """Seed 000 s. 5.2.2: a keras-tuner grid over learning rates; returns the folder holding tuning.csv.
+
+    ``progress``: a line per trial and epoch with ETAs (notebooks).
+    """
     from .tuning import tune
 
     return tune({"dataset": str(dataset), "model": model, "model_params": model_params or {}, "tuner": "grid",
                  "learning_rates": list(learning_rates), "max_trials": len(learning_rates), "epochs": epochs,
-                 "runs_root": str(runs_root), "overwrite": True, **overrides})  # fmt: skip
+                 "runs_root": str(runs_root), "overwrite": True, **overrides}, progress=progress)  # fmt: skip
 
 
 #: Named training configurations compared on real data (issue 10): TrainConfig overrides. ``seed000`` is
@@ -165,27 +190,58 @@ def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: 
     return pd.DataFrame(rows)
 
 
-def evaluate_runs(runs: list[Path], **settings) -> list[Path]:
+def evaluate_runs(runs: list[Path], verbose: bool = False, **settings) -> list[Path]:
     """Whole-volume, per-patient evaluation of each run on its test patients.
 
     Re-running replaces the runs' own earlier evaluations (``overwrite=True``
     unless ``settings`` say otherwise), as re-running a notebook should.
+    ``verbose``: a line per run and per patient (notebooks).
     """
     from .evaluation import EvalConfig, evaluate
 
     settings.setdefault("overwrite", True)
-    return [evaluate(run, EvalConfig(**settings), verbose=False) for run in runs]
+    out = []
+    for i, run in enumerate(runs, 1):
+        if verbose:
+            print(f"[evaluation {i}/{len(runs)}] {run}", flush=True)
+        out.append(evaluate(run, EvalConfig(**settings), verbose=verbose))
+    return out
 
 
-def ensure_dataset(dataset: str | Path, patients: int = 10, size: int = 64, selection: str = "brain", seed: int = 0,
-                   raw: str | Path = "data/raw/synthetic") -> Path:  # fmt: skip
-    """``dataset`` if it is prepared (notebook 01 ran), else a synthetic cohort prepared there (quick mode)."""
+def ensure_dataset(dataset: str | Path, work: str | Path | None = None, patients: int = 10, size: int = 64,
+                   selection: str = "brain", seed: int = 0, inputs: list[Path] | None = None) -> Path:  # fmt: skip
+    """The prepared dataset ``dataset`` names, found in ``work`` or an input folder; synthetic only by name.
+
+    ``dataset`` is a folder prepared by notebook 01 (relative to ``work``, the working
+    folder, or absolute), or ``"synthetic"``: a synthetic cohort of ``patients`` made and
+    prepared under ``work`` (quick runs with no data). ``inputs``: read-only folders where
+    an earlier session's output may be (default: :func:`mslesion.workspace.input_roots`).
+
+    Raises:
+        DataNotFoundError: no prepared dataset where it looked (the message lists the places).
+    """
     from .prep import PrepConfig, prepare_dataset
     from .synthetic import generate_cohort
+    from .workspace import SYNTHETIC, DataNotFoundError, find_prepared, input_roots
 
-    dataset = Path(dataset)
-    if (dataset / "manifest.csv").is_file():
-        return dataset
+    work = Path(work) if work is not None else Path.cwd()
+    if str(dataset) == SYNTHETIC:
+        target = work / "data" / "slices" / f"synthetic_{size}"
+        if not (target / "manifest.csv").is_file():
+            raw = work / "data" / "raw" / "synthetic"
+            generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
+            prepare_dataset(raw, target, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
+                                                    test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
+        return target
+    inputs = input_roots() if inputs is None else inputs
+    found = find_prepared(dataset, work, "manifest.csv", inputs)
+    if found is None:
+        looked = [str(work / dataset) if not Path(dataset).is_absolute() else str(dataset)]
+        looked += [str(r / dataset) for r in inputs] if not Path(dataset).is_absolute() else []
+        raise DataNotFoundError(f"{dataset}: no prepared dataset (manifest.csv) in {', '.join(looked)}; run notebook "
+                                "01 first (or attach an earlier session's output as an input), or set "
+                                f"DATASET = {SYNTHETIC!r} for the built-in synthetic cohort")  # fmt: skip
+    return found
     generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
     prepare_dataset(raw, dataset, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
                                              test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip

@@ -738,7 +738,7 @@ def _done(run: Path, state: dict) -> None:
     (run / "fitted.weights.h5").unlink(missing_ok=True)
 
 
-def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = False) -> Path:
+def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = False, progress=None) -> Path:
     """Train one model on one fold; returns the run folder (see module doc).
 
     Re-running the same options resumes an unfinished run (at most the epoch in
@@ -749,6 +749,9 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
     Args:
         overwrite: start the run afresh: what an earlier run wrote in the folder is
             removed first (never files mslesion did not write: those are refused).
+        progress: a :class:`mslesion.progress.JobProgress` of the job this run is part of:
+            one line per epoch with the scores and the run's and job's ETA (Keras' own
+            output is then off).
 
     Raises:
         OutputError: the run folder holds files mslesion did not write, or overlaps the dataset.
@@ -765,7 +768,11 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
     check_run_inputs(config, "prep_config.json")
     train_ids, val_ids, carved = _parts(config)
     with open_run(config, "run", overwrite=overwrite) as (run, state):
+        if progress is not None:
+            progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
         if _finished(run, state):
+            if progress is not None:
+                progress.skip_run("already finished: skipped")
             return run
         runtime.set_seed(config.seed)
         runtime.set_deterministic(config.deterministic)
@@ -820,6 +827,9 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             _load_fitted(run, model)
         else:
             callbacks = [EpochTimer(len(train_set))]
+            if progress is not None:
+                callbacks.append(progress.keras_callback())
+                verbose = 0
             if config.reduce_lr_patience:
                 callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
                                                                    patience=config.reduce_lr_patience))  # fmt: skip

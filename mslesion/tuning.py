@@ -65,8 +65,10 @@ class TuneConfig:
         return config_from_dict(cls, d, "tuning")
 
 
-def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
+def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) -> Path:
     """Run the search; returns the run folder holding ``tuning.csv``.
+
+    ``progress``: a line per trial and per epoch with the trial's and the search's ETA.
 
     The dataset, model and loss are checked before anything is written. The folder
     is claimed (a folder holding files mslesion did not write is refused) and
@@ -91,14 +93,14 @@ def tune(config: TuneConfig | dict, verbose: int = 0) -> Path:
     run = outputs.claim_dir(run_dir_for(config), "tuning", known=TUNING_FILES, inputs=[config.dataset])
     if os.environ.get("KERASTUNER_TUNER_ID"):
         # keras-tuner's distributed mode: the chief and its workers share the folder on purpose
-        return _search(config, run, train_ids, val_ids, carved, verbose)
+        return _search(config, run, train_ids, val_ids, carved, verbose, progress)
     with outputs.locked(run):
         outputs.remove_stale_temps(run)
-        return _search(config, run, train_ids, val_ids, carved, verbose)
+        return _search(config, run, train_ids, val_ids, carved, verbose, progress)
 
 
 def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[str], carved: bool,
-            verbose: int) -> Path:  # fmt: skip
+            verbose: int, progress: bool = False) -> Path:  # fmt: skip
     import keras
     import keras_tuner as kt
 
@@ -120,6 +122,10 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
                       metrics=keras_metrics.default_metrics())  # fmt: skip
         return model
 
+    from .progress import JobProgress
+
+    n_trials = len(config.learning_rates) if config.tuner == "grid" else config.max_trials
+    job = JobProgress(n_trials, config.epochs) if progress else None
     histories_path = run / "trial_histories.json"
     histories: dict = json.loads(histories_path.read_text()) if histories_path.is_file() and not config.overwrite else {}
 
@@ -127,6 +133,10 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         # keras-tuner keeps only each trial's best value; keep the per-epoch curves too
         class Recording(cls):
             def run_trial(self, trial, *args, **kwargs):
+                if job is not None:
+                    lr = trial.hyperparameters.get("learning_rate")
+                    job.start_run(f"trial {trial.trial_id}", config.epochs, f"learning rate {lr:g}")
+                    kwargs["callbacks"] = [*kwargs.get("callbacks", []), job.keras_callback()]
                 result = super().run_trial(trial, *args, **kwargs)
                 runs = result if isinstance(result, list) else [result]
                 curves = [h.history.get("val_dice", []) for h in runs if hasattr(h, "history")]
@@ -150,7 +160,7 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         make_dataset(train_set, config.batch_size, seed=config.seed),
         validation_data=make_dataset(val_set, config.batch_size, shuffle=False),
         epochs=config.epochs,
-        verbose=verbose,
+        verbose=0 if job is not None else verbose,
         shuffle=False,  # the dataset shuffles itself, seeded per epoch
     )
     _write_table(run / "tuning.csv", tuner, histories)

@@ -39,14 +39,31 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray = LPS_AFFINE) -
     return path
 
 
-def write_muslim_patient(root: Path, pid: str, seed: int = 0, shape=(40, 48, 10), modalities=("Flair", "T1", "T2")):
-    """Write Patient-<pid>/<pid>-<Mod>.nii.gz and <pid>-LesionSeg-<Mod>.nii.gz."""
+def write_muslim_patient(root: Path, pid: str, seed: int = 0, shape=(40, 48, 10), modalities=("Flair", "T1", "T2"),
+                         suffix: str = ".nii.gz"):  # fmt: skip
+    """Write Patient-<pid>/<pid>-<Mod>.nii.gz and <pid>-LesionSeg-<Mod>.nii.gz (``suffix=".nii"``: uncompressed)."""
     image, mask = phantom(shape, seed)
     folder = root / f"Patient-{pid}"
     for i, mod in enumerate(modalities):
-        write_nifti(folder / f"{pid}-{mod}.nii.gz", image * (1 + 0.1 * i))
-        write_nifti(folder / f"{pid}-LesionSeg-{mod}.nii.gz", mask)
+        write_nifti(folder / f"{pid}-{mod}{suffix}", image * (1 + 0.1 * i))
+        write_nifti(folder / f"{pid}-LesionSeg-{mod}{suffix}", mask)
     return folder
+
+
+def write_kaggle_input(input_root: Path, patients: int = 3, shape=(40, 48, 10)) -> Path:
+    """A read-only Kaggle input in the layout the Muslim et al. data is shipped in; returns the cohort folder.
+
+    ``<input>/ms-dataset/MS Dataset/Patient-<i>/<i>-Flair.nii`` (uncompressed, folders with
+    spaces), with the patient information spreadsheet beside the patient folders.
+    """
+    cohort = input_root / "ms-dataset" / "MS Dataset"
+    for i in range(1, patients + 1):
+        write_muslim_patient(cohort, str(i), seed=i, shape=shape, suffix=".nii")
+    (cohort / "Supplementary Table 1 for patient info .xlsx").write_bytes(b"PK\x03\x04 not read")
+    for path in sorted(input_root.rglob("*"), reverse=True):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    input_root.chmod(0o555)
+    return cohort
 
 
 @pytest.fixture

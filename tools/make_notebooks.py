@@ -1,4 +1,4 @@
-"""Write notebooks 02-04 from the cell sources below (outputs empty). Run: python tools/make_notebooks.py"""
+"""Write notebooks 01-04 from the cell sources below (outputs empty). Run: python tools/make_notebooks.py"""
 
 from pathlib import Path
 
@@ -7,18 +7,105 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parents[1] / "notebooks"
 
-INSTALL = '''import importlib.util
-if importlib.util.find_spec("mslesion") is None:  # Colab / Kaggle: install the package, keep their TensorFlow
-    %pip install -q -e {MSLESION_SRC}'''
+INSTALL = '''# Get mslesion into this kernel, no restart needed: a clone or a read-only copy (a Kaggle dataset) is used
+# where it is; MSLESION_PIP (a wheel or git+https URL) is pip-installed; then only missing dependencies are added.
+import importlib, os, subprocess, sys
+from pathlib import Path
+
+def _mslesion_source():
+    roots = [Path(MSLESION_SRC)] if MSLESION_SRC else [Path.cwd(), Path.cwd().parent, Path.cwd() / "mslesion",
+             Path("/content/mslesion"), Path("/content/drive/MyDrive/mslesion"), *sorted(Path("/kaggle/input").glob("*")),
+             *sorted(Path("/kaggle/input").glob("*/*"))]
+    for root in roots:
+        if (root / "mslesion" / "__init__.py").is_file() and (root / "pyproject.toml").is_file():
+            return root.resolve()
+    if MSLESION_SRC:
+        raise FileNotFoundError(f"MSLESION_SRC={MSLESION_SRC}: no mslesion/__init__.py and pyproject.toml there")
+
+_source = _mslesion_source()
+if _source is None and MSLESION_PIP:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", MSLESION_PIP], check=True)
+elif _source is not None and str(_source) not in sys.path:
+    sys.path.insert(0, str(_source))  # a clone's root folder named mslesion would otherwise import as an empty namespace
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(_source), *filter(None, [os.environ.get("PYTHONPATH")])])
+for _name in [m for m in sys.modules if m == "mslesion" or m.startswith("mslesion.")]:
+    if getattr(sys.modules[_name], "__file__", None) is None:
+        del sys.modules[_name]
+importlib.invalidate_caches()
+try:
+    from mslesion import platform_setup
+except ImportError:
+    raise ImportError("mslesion not found: clone the repository (git clone URL mslesion), attach it as a Kaggle "
+                      "dataset, or set MSLESION_SRC to its folder or MSLESION_PIP to a wheel or git URL") from None
+platform_setup.setup(_source)'''
 
 DEVICE = '''from mslesion import runtime
 strategy = runtime.pick_strategy("auto")  # TPU, several GPUs, one GPU or the CPU: whatever is there
 print(strategy.__class__.__name__, strategy.num_replicas_in_sync, "replica(s)")'''
 
 
+PLAT = '''WORK = None                     # working folder: None = /kaggle/working, a Drive folder on Colab, else here
+MSLESION_SRC = None             # the repository folder (clone or Kaggle dataset); None: look in the usual places
+MSLESION_PIP = None             # or a wheel / "git+https://..." URL to pip-install when no source folder is found'''
+
+
 def params(text: str):
     return new_code_cell(text, metadata={"tags": ["parameters"]})
 
+
+NB01 = [
+    new_markdown_cell("""# 01 · Data preparation: volumes → normalised slices, split by patient
+
+Reproduces the data chapter of the study (seed 000, ch. 4) without its two bugs: slices are stored as float
+arrays (not matplotlib PNGs) and the train/test split keeps each patient on one side.
+
+On Kaggle, attach the MS dataset of Muslim et al. (2022) with *Add Input*: it is found under `/kaggle/input`,
+however deep and whatever its folder names (`.nii` or `.nii.gz`). On Colab, put it in Drive or `/content`
+and set `SOURCE`. `SOURCE = "synthetic"` runs on the built-in synthetic cohort instead; with no data found
+the notebook stops and says where it looked. Everything is written under the working folder `WORK`."""),
+    params('''# Parameters (papermill: tag "parameters")
+SOURCE = None                   # cohort folder; None: search the attached inputs; "synthetic": built-in cohort
+OUT = "data/slices/ms"          # where the slice dataset goes (inside WORK)
+PATIENTS = 10                   # synthetic cohort size (SOURCE = "synthetic")
+SELECTION = "lesion"            # lesion | brain | entropy | all
+CONTEXT = 1                     # 2.5D: odd number of adjacent slices as channels
+SIZE = 256
+SEED = 0
+OVERWRITE = False               # True: replace a dataset this notebook prepared at OUT before
+''' + PLAT),
+    new_code_cell(INSTALL),
+    new_code_cell('''import os
+from pathlib import Path
+import matplotlib.pyplot as plt
+from mslesion import prep, splits, workspace
+
+work = workspace.working_folder(WORK)
+source = workspace.resolve_source(SOURCE, work, PATIENTS, SEED)
+out = work / OUT
+print(f"working folder {work}; {'SYNTHETIC cohort' if workspace.is_synthetic(source) else 'real data'}: {source}")'''),
+    new_code_cell('''config = prep.PrepConfig(selection=SELECTION, context=CONTEXT, size=(SIZE, SIZE), seed=SEED)
+summary = prep.prepare_dataset(source, out, config, jobs=os.cpu_count() or 1, overwrite=OVERWRITE)
+print(summary)
+print(workspace.describe_dataset(out))'''),
+    new_markdown_cell("Slices with their masks (seed 000 figure 4.4): the slice of each of the first patients with the most lesion pixels."),
+    new_code_cell('''manifest = prep.read_manifest(out)
+best = manifest.loc[manifest.groupby("patient").lesion_pixels.idxmax()].head(4)
+fig, axes = plt.subplots(2, len(best), figsize=(3 * len(best), 6), squeeze=False)
+for col, row in enumerate(best.itertuples()):
+    image, mask, meta = prep.open_case(out, row.patient)
+    centre = image.shape[-1] // 2
+    axes[0, col].imshow(image[row.row, ..., centre], cmap="gray")
+    axes[1, col].imshow(mask[row.row, ..., 0], cmap="gray")
+    axes[0, col].set_title(f"patient {row.patient}, slice {row.slice_index}")
+    axes[1, col].set_title(f"mask: {row.lesion_pixels} px")
+for ax in axes.flat:
+    ax.axis("off")
+plt.show()  # notebook 04 writes every figure of the report into its results folder'''),
+    new_markdown_cell("Lesion pixels per slice and the patient-level split."),
+    new_code_cell('''fold = splits.load_splits(out / "splits.json")["folds"][0]
+print({part: len(ids) for part, ids in fold.items()}, "patients")
+manifest.groupby("patient").agg(slices=("row", "size"), lesion_pixels=("lesion_pixels", "sum")).T'''),
+]
 
 NB02 = [
     new_markdown_cell("""# 02 · Backbone comparison
@@ -31,29 +118,35 @@ On Kaggle/Colab: run notebook 01 first (it prepares `DATASET`), keep `WEIGHTS = 
 used when present. With no data and no internet (our tests, a laptop) set `QUICK = True`: a synthetic cohort is
 prepared and the encoders are trained from scratch for a few epochs."""),
     params('''# Parameters (papermill: tag "parameters")
-DATASET = "data/slices/ms"      # prepared by notebook 01; made from a synthetic cohort when absent
+DATASET = "data/slices/ms"      # prepared by notebook 01 (in WORK or an attached earlier output); "synthetic"
 RUNS = "runs/backbones"
 BACKBONES = ["vgg16", "resnet34", "mobilenetv2", "efficientnetb0"]
 MODEL = "sm.unet"
 EPOCHS = 20
+TIME_BUDGET = None              # minutes of training for the whole cell, split over the runs; None: EPOCHS decide
 RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE (best measured on real data); "seed000"
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
 WEIGHTS = "imagenet"            # None offline: no download, encoders trained from scratch
-QUICK = False                   # synthetic cohort at 64x64 when DATASET is absent
+QUICK = False                   # smaller settings (widths; synthetic at 64x64) for a quick look, any data
 SEED = 0
 DETERMINISTIC = False           # True: runs repeat bit for bit on this machine (op determinism)
-MSLESION_SRC = "/content/mslesion"'''),
+''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from mslesion import experiments, figures, report_tables, training
+    new_code_cell('''from mslesion import experiments, figures, report_tables, training, workspace
 
-dataset = experiments.ensure_dataset(DATASET, size=64 if QUICK else 256, seed=SEED)
+work = workspace.working_folder(WORK)
+dataset = experiments.ensure_dataset(DATASET, work, size=64 if QUICK else 256, seed=SEED)
+print("working folder:", work)
+print(workspace.describe_dataset(dataset))
 options = experiments.recipe_options(RECIPE, loss=LOSS, learning_rate=LEARNING_RATE)
 print("training options:", options)
-runs = experiments.compare_backbones(dataset, RUNS, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
-                                     batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, **options)
+runs_dir = workspace.bring_forward(RUNS, work, report_tables.find_runs)  # finished runs are skipped, others resume
+runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
+                                     batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
+                                     time_budget_minutes=TIME_BUDGET, **options)
 report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, into its results folder'''),
     new_markdown_cell("Validation Dice per epoch for each encoder."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
@@ -74,11 +167,12 @@ augmentation).
 `QUICK = True` narrows the decoders and trains a few epochs on a synthetic cohort (no ImageNet weights offline:
 the VGG16 encoders are then trained, and the tables say so)."""),
     params('''# Parameters (papermill: tag "parameters")
-DATASET = "data/slices/ms"
+DATASET = "data/slices/ms"      # prepared by notebook 01 (in WORK or an attached earlier output); "synthetic"
 RUNS = "runs/models"
 TUNING_RUNS = "runs/tuning"
 MODELS = None                   # None: all six keys of mslesion.models.REPORT_MODELS
 EPOCHS = 50
+TIME_BUDGET = None              # minutes of training for the six models, split over the runs; None: EPOCHS decide
 RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE; "seed000": seed 000's BCE on lesion slices
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
@@ -89,29 +183,35 @@ LEARNING_RATES = [1e-1, 1e-2, 1e-3, 1e-4]
 LR_EPOCHS = 10
 SEED = 0
 DETERMINISTIC = False           # True: runs repeat bit for bit on this machine (op determinism)
-MSLESION_SRC = "/content/mslesion"'''),
+''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from mslesion import experiments, figures, report_tables, training
+    new_code_cell('''from mslesion import experiments, figures, report_tables, training, workspace
 from mslesion.models import REPORT_MODELS
 
-dataset = experiments.ensure_dataset(DATASET, size=64 if QUICK else 256, seed=SEED)
+work = workspace.working_folder(WORK)
+dataset = experiments.ensure_dataset(DATASET, work, size=64 if QUICK else 256, seed=SEED)
+print("working folder:", work)
+print(workspace.describe_dataset(dataset))
 options = experiments.recipe_options(RECIPE, loss=LOSS, learning_rate=LEARNING_RATE)
 print("training options:", options)
-runs = experiments.train_report_models(dataset, RUNS, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
-                                       batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, **options)
+runs_dir = workspace.bring_forward(RUNS, work, report_tables.find_runs)  # finished runs are skipped, others resume
+runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
+                                       batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
+                                       time_budget_minutes=TIME_BUDGET, **options)
 report_tables.dice_table(runs)'''),
     new_markdown_cell("Dice per epoch (figures 6.1-6.6)."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
     new_markdown_cell("Whole-volume, per-patient evaluation of every model on the test patients."),
-    new_code_cell('''experiments.evaluate_runs(runs)
+    new_code_cell('''experiments.evaluate_runs(runs, verbose=True)
 report_tables.patient_summary_table(report_tables.per_patient_table(runs))'''),
     new_markdown_cell("Learning-rate search (keras-tuner grid, objective validation Dice) on the scratch U-Net."),
     new_code_cell('''scratch = REPORT_MODELS["unet_scratch"]
 params = dict(scratch.params, **({"filter_num": experiments.QUICK_FILTERS["scratch"]} if QUICK else {}))
-search = experiments.learning_rate_search(dataset, TUNING_RUNS, scratch.registry_name, params, LEARNING_RATES,
+tuning_dir = workspace.bring_forward(TUNING_RUNS, work, report_tables.find_tunings)
+search = experiments.learning_rate_search(dataset, tuning_dir, scratch.registry_name, params, LEARNING_RATES,
                                           LR_EPOCHS, loss=options["loss"], batch_size=BATCH_SIZE, seed=SEED,
-                                          deterministic=DETERMINISTIC)
+                                          deterministic=DETERMINISTIC, progress=True)
 report_tables.lr_search_table([search])'''),
 ]
 
@@ -132,28 +232,40 @@ EPOCH_STUDY_MODEL = "unet_scratch"  # the run whose history gives the epoch-stud
 EPOCH_EVERY = 25
 OUT = "results"
 OVERWRITE = True                # replace the report this notebook wrote at OUT before (never other files)
-MSLESION_SRC = "/content/mslesion"'''),
+''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell('''from pathlib import Path
 from IPython.display import Image, Markdown, display
-from mslesion import report, report_tables
+from mslesion import report, report_tables, workspace
 
-runs = report_tables.find_runs(RUNS)
+work = workspace.working_folder(WORK)
+inputs = workspace.input_roots()
+runs_dir = workspace.find_prepared(RUNS, work, report_tables.find_runs, inputs)  # this session's, else an earlier one's
+if runs_dir is None:
+    raise workspace.DataNotFoundError(f"{RUNS}: no finished runs in {work / RUNS} nor in the inputs "
+                                      f"{[str(r) for r in inputs]}; run notebook 03 first")
+runs = report_tables.find_runs(runs_dir)
+backbones = workspace.find_prepared(BACKBONE_RUNS, work, report_tables.find_runs, inputs)
+tunings = workspace.find_prepared(TUNING_RUNS, work, report_tables.find_tunings, inputs)
+dataset = workspace.find_prepared(DATASET, work, "manifest.csv", inputs)
 study = [r for r in runs if r.parent.name.endswith("__" + EPOCH_STUDY_MODEL)]
+print(f"working folder {work}; {len(runs)} runs from {runs_dir}")
+if dataset is not None:
+    print(workspace.describe_dataset(dataset))
 config = report.ReportConfig(
     runs=[str(r) for r in runs],
-    backbone_runs=[str(r) for r in report_tables.find_runs(BACKBONE_RUNS)] if Path(BACKBONE_RUNS).is_dir() else [],
-    tunings=[str(t) for t in report_tables.find_tunings(TUNING_RUNS)] if Path(TUNING_RUNS).is_dir() else [],
+    backbone_runs=[str(r) for r in report_tables.find_runs(backbones)] if backbones else [],
+    tunings=[str(t) for t in report_tables.find_tunings(tunings)] if tunings else [],
     epoch_study_run=str(study[0]) if study else None, epoch_every=EPOCH_EVERY,
-    dataset=DATASET if Path(DATASET).is_dir() else None, out=OUT, overwrite=OVERWRITE)
+    dataset=str(dataset) if dataset else None, out=str(work / OUT), overwrite=OVERWRITE)
 md = report.build_report(config)
 print(f"{len(runs)} runs ->", md)'''),
     new_code_cell('''display(Markdown(md.read_text()))'''),
-    new_code_cell('''for png in sorted((Path(OUT) / "figures").glob("*.png")):
+    new_code_cell('''for png in sorted((work / OUT / "figures").glob("*.png")):
     display(Markdown(f"`{png.name}`"), Image(str(png)))'''),
 ]
 
-for name, cells in (("02_backbone_comparison", NB02), ("03_model_training", NB03), ("04_results_tables", NB04)):
+for name, cells in (("01_data_prep", NB01), ("02_backbone_comparison", NB02), ("03_model_training", NB03), ("04_results_tables", NB04)):
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     nbformat.write(nb, HERE / f"{name}.ipynb")
