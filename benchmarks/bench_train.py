@@ -13,8 +13,11 @@ On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
   default widths: patches/s (``--no-3d`` skips it).
 
 and prints the ratio pipeline / fastest model (target: >= 5x, i.e. the
-pipeline never starves the model). Run: ``python benchmarks/bench_train.py
-[--models sm.unet:mobilenetv2 kuc.unet:VGG16 ...] [--steps 5]``.
+pipeline never starves the model). ``--jit`` times each model a second time
+with XLA (``jit_compile=True``, ``mslesion train --jit-compile``) and prints the
+ratio XLA / plain, both measured in the same run. Run: ``python
+benchmarks/bench_train.py [--models sm.unet:mobilenetv2 kuc.unet:VGG16 ...]
+[--steps 5] [--jit]``.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def pipeline_rate(slices, batch: int, augment: bool, batches: int) -> float:
 
 
 def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
-               params: dict | None = None) -> tuple[float, int]:  # fmt: skip
+               params: dict | None = None, jit_compile: bool = False) -> tuple[float, int]:  # fmt: skip
     import keras
 
     from mslesion.models import build_model, count_params
@@ -62,7 +65,7 @@ def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
         if name.startswith("kuc."):
             params["encoder"] = "frozen"  # seed 000 table 6.1: frozen VGG16 encoder
     model = build_model(name, input_shape=x.shape[1:], **params)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", jit_compile=jit_compile)
     for _ in range(warmup):
         model.train_on_batch(x, y)
     times = []
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--pipeline-batches", type=int, default=50)
     p.add_argument("--no-3d", action="store_true", help="skip the 3D patch model")
+    p.add_argument("--jit", action="store_true", help="also time each model XLA-compiled (jit_compile=True)")
     a = p.parse_args(argv)
 
     from mslesion.datasets import load_slice_set
@@ -105,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             rate, n_params = model_rate(spec, x, y, a.warmup, a.steps)
             rates[spec] = rate
             print(f"train {spec:<24} {rate:8.2f} img/s  ({n_params:,} params, median of {a.steps} steps)")
+            if a.jit:
+                try:
+                    jit_rate, _ = model_rate(spec, x, y, a.warmup, a.steps, jit_compile=True)
+                    print(f"  XLA {spec:<22} {jit_rate:8.2f} img/s  XLA / plain {jit_rate / rate:.2f}x")
+                except Exception as exc:  # noqa: BLE001 - some layers do not compile; say so and go on
+                    print(f"  XLA {spec:<22} does not compile: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
     fastest = max(rates.values())
     print(f"pipeline / fastest model: {plain / fastest:.1f}x plain, {augmented / fastest:.1f}x augmented (target >= 5x)")
     if not a.no_3d:

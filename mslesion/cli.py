@@ -185,6 +185,16 @@ def _common(a) -> dict:
     }  # fmt: skip
 
 
+def _mixed_precision(choice: str | None) -> bool | None:
+    if choice is None:
+        return None
+    if choice == "auto":
+        from .runtime import auto_mixed_precision
+
+        return auto_mixed_precision()
+    return choice == "on"
+
+
 def add_train(subparsers) -> None:
     from .experiments import DEFAULT_RECIPE, TRAINING_CONFIGS
 
@@ -205,7 +215,9 @@ def add_train(subparsers) -> None:
     p.add_argument("--lesion-slices-only", action="store_true", default=None,
                    help="train on slices with lesion only (seed 000); validation keeps every slice")
     p.add_argument("--strategy", choices=("auto", "tpu", "mirrored", "default"))
-    p.add_argument("--mixed-precision", action="store_true", default=None)
+    p.add_argument("--mixed-precision", choices=("auto", "on", "off"), nargs="?", const="on", default=None,
+                   help="float16/bfloat16 compute; auto: where it pays (GPU of compute capability >= 7, TPU)")
+    p.add_argument("--jit-compile", action="store_true", default=None, help="XLA-compile the training step")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="repeat bit for bit on this machine (op determinism; augmentation runs serially)")
     p.add_argument("--overwrite", action="store_true",
@@ -223,7 +235,8 @@ def add_train(subparsers) -> None:
         config = _config_from(a, TrainConfig, defaults=defaults, mapping={
             **_common(a), "learning_rate": a.learning_rate, "augment": a.augment, "balance": a.balance,
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
-            "strategy": a.strategy, "mixed_precision": a.mixed_precision, "deterministic": a.deterministic,
+            "strategy": a.strategy, "mixed_precision": _mixed_precision(a.mixed_precision),
+            "deterministic": a.deterministic, "jit_compile": a.jit_compile,
             "max_minutes": a.max_minutes, "lesion_slices_only": a.lesion_slices_only,
         })  # fmt: skip
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "

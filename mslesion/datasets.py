@@ -144,6 +144,7 @@ def make_dataset(
     balance: bool = False,
     augment: Augmentation | None = None,
     drop_remainder: bool = False,
+    min_last_batch: int = 1,
 ):
     """A ``tf.data.Dataset`` of ``(images, masks)`` float32 batches for one pass (an epoch).
 
@@ -154,6 +155,9 @@ def make_dataset(
         slices: from :func:`load_slice_set`.
         balance: sample lesion and lesion-free slices equally often (with replacement).
         augment: paired geometric augmentation, or None.
+        drop_remainder: every batch full, with a static batch dimension (TPU).
+        min_last_batch: leave out a last batch with fewer rows (a strategy with R replicas
+            needs at least R: an empty replica batch fails in batch normalisation).
     """
     import tensorflow as tf
 
@@ -165,12 +169,13 @@ def make_dataset(
         rng = np.random.default_rng([seed, epoch["count"]])
         epoch["count"] += 1
         rows = _epoch_rows(n, slices.has_lesion, rng, shuffle, balance)
-        stop = n - n % batch_size if drop_remainder else n
+        stop = n - n % batch_size if drop_remainder or n % batch_size < min_last_batch else n
         for start in range(0, stop, batch_size):
             yield slices.gather(rows[start : start + batch_size])
 
-    spec = (tf.TensorSpec((None, h, w, c), tf.float32), tf.TensorSpec((None, h, w, 1), tf.float32))
-    n_batches = n // batch_size if drop_remainder else -(-n // batch_size)
+    rows_per_batch = batch_size if drop_remainder else None  # static: what a TPU (XLA) compiles for
+    spec = (tf.TensorSpec((rows_per_batch, h, w, c), tf.float32), tf.TensorSpec((rows_per_batch, h, w, 1), tf.float32))
+    n_batches = n // batch_size if drop_remainder or n % batch_size < min_last_batch else -(-n // batch_size)
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras know the epoch length
     if augment is not None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import ListedColormap
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
@@ -49,6 +51,16 @@ OVERLAY_COLOURS = {  # RGB in [0, 1]
 }
 _MASK_CMAP = ListedColormap(["red"])
 _METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "accuracy": "pixel accuracy (fraction)", "loss": "loss"}
+# Characters per line of a panel title ("large", 12 pt) on a 4.5-inch panel: report model names run
+# to ~55 characters, which overflowed into the neighbouring panel's title unwrapped.
+_TITLE_CHARS = 34
+_ROW_LABEL_CHARS = 24  # a rotated row label on a ~3-inch row: longer ones spilled into the next row
+_ACCURACY_STEP = 0.05  # accuracy axes start at the lowest accuracy rounded down to a multiple of this
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` with each of its lines wrapped at ``width`` characters (at spaces where possible)."""
+    return "\n".join(textwrap.fill(line, width) for line in str(text).split("\n"))
 
 
 def _window(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
@@ -127,7 +139,7 @@ def _epochs(history: pd.DataFrame) -> np.ndarray:
 
 
 def _plot_train_val(ax, history: pd.DataFrame, metric: str, ylabel: str, title: str) -> None:
-    """Train and validation curves of one metric; absent columns are skipped."""
+    """Train and validation curves of one metric; absent columns are skipped; ``title`` is used as given."""
     epochs = _epochs(history)
     for column, label, style in ((metric, "train", "-"), (f"val_{metric}", "validation", "--")):
         if column in history:
@@ -139,7 +151,9 @@ def _plot_train_val(ax, history: pd.DataFrame, metric: str, ylabel: str, title: 
         ax.legend()
 
 
-def plot_metric_curves(histories: dict[str, pd.DataFrame], metric: str = "dice", ylabel: str | None = None) -> Figure:
+def plot_metric_curves(
+    histories: dict[str, pd.DataFrame], metric: str = "dice", ylabel: str | None = None, sharey: bool = True
+) -> Figure:
     """Train/validation curves of one metric, one panel per model (seed 000 figures 6.1-6.6).
 
     Args:
@@ -147,34 +161,62 @@ def plot_metric_curves(histories: dict[str, pd.DataFrame], metric: str = "dice",
             ``val_<metric>`` columns; missing ones are skipped).
         metric: column to plot, e.g. ``dice``, ``iou``, ``loss``.
         ylabel: y-axis label; default a readable metric name (``Dice``, ``IoU``, ...).
+        sharey: one y range for every panel (default True), so that a model that stayed
+            near 0 does not look like one that learned, as each panel autoscaled it would.
 
     Returns:
-        Figure with ``len(histories)`` axes on a grid of at most 3 columns.
+        Figure with ``len(histories)`` axes on a grid of at most 3 columns, each titled
+        with its model label (wrapped so that neighbouring titles never overlap).
     """
     fig, axes = _grid(len(histories), 3, (4.5, 3.2))
     for ax, (label, history) in zip(axes, histories.items()):
-        _plot_train_val(ax, history, metric, ylabel or _METRIC_LABELS.get(metric, metric.replace("_", " ")), label)
+        _plot_train_val(ax, history, metric, ylabel or _METRIC_LABELS.get(metric, metric.replace("_", " ")),
+                        _wrap(label, _TITLE_CHARS))  # fmt: skip
+        if sharey and ax is not axes[0]:
+            ax.sharey(axes[0])  # Axes.sharey keeps every panel's tick labels (subplots(sharey=True) hides them)
     fig.suptitle(f"training and validation {_METRIC_LABELS.get(metric, metric).split(' (')[0]} per epoch")
     return fig
 
 
-def plot_accuracy_loss(histories: dict[str, pd.DataFrame]) -> Figure:
+def _accuracy_floor(history: pd.DataFrame) -> float | None:
+    """Lowest train/validation accuracy rounded down to :data:`_ACCURACY_STEP` (None without any)."""
+    values = np.concatenate([history[c].to_numpy(float) for c in ("accuracy", "val_accuracy") if c in history] or [[]])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    steps = math.floor(round(float(values.min()) / _ACCURACY_STEP, 6))  # round first: 0.95 / 0.05 is 18.999...
+    return round(min(max(steps * _ACCURACY_STEP, 0.0), 1.0 - _ACCURACY_STEP), 6)
+
+
+def plot_accuracy_loss(histories: dict[str, pd.DataFrame], accuracy_floor: float | None = None) -> Figure:
     """Accuracy and loss curves, one row per model (seed 000 appendix I).
+
+    Pixel accuracy on lesion data is ~0.99 from the first epoch (background dominates), so
+    each accuracy axis runs from a floor to 1 and its title states the floor: by default
+    the panel's lowest accuracy rounded down to a multiple of 0.05 ("accuracy, axis from 0.95").
 
     Args:
         histories: model label -> history with ``epoch``, ``accuracy``, ``val_accuracy``,
             ``loss``, ``val_loss`` columns (missing ones are skipped).
+        accuracy_floor: one floor for every accuracy axis that has values (e.g. 0.9, to compare rows).
 
     Returns:
-        Figure with ``2 * len(histories)`` axes: accuracy left, loss right.
+        Figure with ``2 * len(histories)`` axes: accuracy left, loss right, each titled
+        with the model label (wrapped so that neighbouring titles never overlap).
     """
     if not histories:
         raise ValueError("nothing to plot")
-    fig = Figure(figsize=(9, 3 * len(histories)), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(9, 3.3 * len(histories)), dpi=DPI, layout="constrained")
     axes = fig.subplots(len(histories), 2, squeeze=False)
     for (acc_ax, loss_ax), (label, history) in zip(axes, histories.items()):
-        _plot_train_val(acc_ax, history, "accuracy", _METRIC_LABELS["accuracy"], f"{label}: accuracy")
-        _plot_train_val(loss_ax, history, "loss", "loss", f"{label}: loss")
+        name = _wrap(label, _TITLE_CHARS)
+        floor = _accuracy_floor(history)  # None: no accuracy to draw, so no floor to state
+        floor = floor if accuracy_floor is None or floor is None else float(accuracy_floor)
+        where = "" if floor is None else f", axis from {floor:g}"
+        _plot_train_val(acc_ax, history, "accuracy", _METRIC_LABELS["accuracy"], f"{name}\naccuracy{where}")
+        if floor is not None:  # a little headroom, so points at exactly 1.0 are not cut in half
+            acc_ax.set_ylim(floor, 1.0 + 0.03 * (1.0 - floor))
+        _plot_train_val(loss_ax, history, "loss", "loss", f"{name}\nloss")
     fig.suptitle("accuracy and loss per epoch")
     return fig
 
@@ -214,8 +256,9 @@ def plot_prediction_examples(examples: dict[str, list[dict]]) -> Figure:
             ``good``) and ``title`` (e.g. ``patient 3 slice 12``).
 
     Returns:
-        Figure with one axis per example; panels titled with label and Dice, a legend
-        names the colours of :data:`OVERLAY_COLOURS`.
+        Figure with one axis per example; panels titled with label and Dice, each row
+        labelled with its model (wrapped to stay within the row), a legend names the
+        colours of :data:`OVERLAY_COLOURS`.
     """
     ncols = max((len(row) for row in examples.values()), default=0)
     if ncols == 0:
@@ -230,7 +273,7 @@ def plot_prediction_examples(examples: dict[str, list[dict]]) -> Figure:
             ax.set_xlabel(example["title"])
             ax.set_xticks([])
             ax.set_yticks([])
-        row[0].set_ylabel(model, fontsize="large")
+        row[0].set_ylabel(_wrap(model, _ROW_LABEL_CHARS), fontsize="large")  # wrapped: stays within its row
         for ax in row[len(shown) :]:
             ax.remove()
     handles = [Patch(color=colour, label=name) for name, colour in OVERLAY_COLOURS.items()]
@@ -340,7 +383,9 @@ def plot_lesion_brackets(rows: pd.DataFrame) -> Figure:
             and ``n_true_lesions``.
 
     Returns:
-        Figure with 2 axes: recall left, precision right.
+        Figure with 2 axes: recall left, precision right. A bar of height 0 is marked
+        with a stub on the baseline and a "0" in its colour, an undefined one with "n/a",
+        so neither looks like a missing bar; the model legend sits above the axes.
     """
     brackets, models = list(pd.unique(rows["bracket"])), list(pd.unique(rows["model"]))
     if not brackets:
@@ -353,7 +398,12 @@ def plot_lesion_brackets(rows: pd.DataFrame) -> Figure:
         ticks.append(f"{bracket}\nn={low:g}" if low == high else f"{bracket}\nn={low:g}-{high:g}")
     table = rows.set_index(["model", "bracket"])
     width = 0.8 / len(models)
-    fig = Figure(figsize=(max(8.0, 1.4 * len(brackets) * 2), 4.2), dpi=DPI, layout="constrained")
+    width_in = max(8.0, 1.4 * len(brackets) * 2)
+    # the legend sits above the axes (inside, it covered the bars): as many columns as the longest
+    # name allows (~5.5 pt a character at "small", plus the colour patch), the figure taller by its rows
+    per_row = max(1, min(len(models), int(width_in * 72 // (5.5 * max(len(str(m)) for m in models) + 45))))
+    fig = Figure(figsize=(width_in, 4.2 + 0.25 * (math.ceil(len(models) / per_row) + 1)), dpi=DPI,
+                 layout="constrained")  # fmt: skip
     axes = fig.subplots(1, 2, sharey=True)
     for ax, column, name in zip(axes, ("lesion_recall", "lesion_precision"), ("recall", "precision")):
         for i, model in enumerate(models):
@@ -362,11 +412,16 @@ def plot_lesion_brackets(rows: pd.DataFrame) -> Figure:
             ax.bar(x, heights, width, label=model, color=f"C{i}")
             for xi in x[np.isnan(heights)]:  # undefined (no lesion to score), not zero
                 ax.text(xi, 0.01, "n/a", rotation=90, ha="center", va="bottom", fontsize="x-small", color=f"C{i}")
+            for xi in x[heights == 0]:  # a zero bar has no area: without a mark it reads as "missing"
+                ax.plot([xi - 0.4 * width, xi + 0.4 * width], [0, 0], color=f"C{i}", lw=3, clip_on=False,
+                        solid_capstyle="butt")  # fmt: skip
+                ax.text(xi, 0.01, "0", ha="center", va="bottom", fontsize="small", fontweight="bold", color=f"C{i}")
         ax.set_xticks(np.arange(len(brackets)), ticks)
         ax.set(xlabel="lesion size bracket (voxels; n = true lesions)", ylabel=f"lesion {name} (fraction)",
                title=f"lesion-wise {name}", ylim=(0, 1.05))  # fmt: skip
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(title="model", fontsize="small")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=per_row, title="model",
+               fontsize="small")  # fmt: skip
     return fig
 
 
@@ -412,6 +467,20 @@ def _upsample_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return values[np.ix_(rows, cols)]
 
 
+def _finite_range(values: np.ndarray) -> tuple[float, float]:
+    """Minimum and maximum of the finite values (0, 0 when there are none)."""
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+
+
+def _range_text(low: float, high: float) -> str:
+    """``"range 0.981-0.999"`` with as few decimals (2 to 6) as tell the ends apart; ``"constant 1.00"``."""
+    if high <= low:
+        return f"constant {low:.2f}"
+    digits = next((d for d in range(2, 7) if f"{low:.{d}f}" != f"{high:.{d}f}"), 6)
+    return f"range {low:.{digits}f}-{high:.{digits}f}"
+
+
 def plot_attention_maps(
     image: np.ndarray, maps: dict[str, np.ndarray], truth: np.ndarray | None = None, title: str = ""
 ) -> Figure:
@@ -430,7 +499,9 @@ def plot_attention_maps(
 
     Returns:
         Figure with ``len(maps) + 2`` axes: the image, one per map, and one shared
-        colourbar labelled "attention coefficient" (0 to 1).
+        colourbar. Each map is coloured from its own minimum to its own maximum (titled
+        with that range): a gate's coefficients can sit in a narrow band of their own (the
+        deep gates' near 1), which one 0-1 scale showed as a uniform panel.
     """
     image = np.asarray(image)
     if image.ndim == 3:
@@ -454,13 +525,18 @@ def plot_attention_maps(
     axes[0].imshow(_window(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     _show_outline(axes[0], truth)
     axes[0].set_title("image, truth outlined" if truth is not None else "image")
-    colours = None
     for ax, (name, (size, values)) in zip(axes[1:], shown.items()):
-        colours = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        low, high = _finite_range(values)
+        ax.imshow(values, cmap="viridis", vmin=low, vmax=high if high > low else low + 1e-12, interpolation="nearest")
         _show_outline(ax, truth)
-        ax.set_title(f"{name} ({size[0]}x{size[1]})")
+        ax.set_title(f"{name} ({size[0]}x{size[1]})\n{_range_text(low, high)}")
     for ax in axes:
         ax.set_axis_off()
-    fig.colorbar(colours, ax=list(axes[1:]), label="attention coefficient", shrink=0.85)
+    scale = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="viridis"), ax=list(axes[1:]), shrink=0.85,
+                         label="attention coefficient\n(each panel: its own range)")  # fmt: skip
+    scale.set_ticks([0, 1], labels=["panel min", "panel max"])
     fig.suptitle(title or "attention coefficients per gate")
+    # Constrained layout sizes the colourbar's tick labels only once they have been drawn; one
+    # unseen draw here lets savefig's single layout pass converge (else titles hit the suptitle).
+    fig.draw_without_rendering()
     return fig

@@ -51,14 +51,16 @@ class ReportConfig:
 class _Writer:
     """Writes tables/figures and remembers, in order, what went where and from what."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, unlearned: list[str] | None = None):
         self.out = out
+        self.unlearned = list(unlearned or [])  # model labels whose rows get the "did not learn" note
         self.provenance: dict[str, dict] = {}
         self.sections: list[str] = []
 
     def table(self, name: str, table: pd.DataFrame, caption: str, sources: dict) -> None:
         if table.empty:
             return
+        table = rt.flag_unlearned(table, self.unlearned)
         paths = write_table(table, self.out / "tables" / name, caption, sources)
         self.provenance[f"tables/{name}.csv"] = sources
         self.sections.append(paths[1].read_text(encoding="utf-8"))
@@ -115,29 +117,52 @@ def _examples(runs: list[Path], eval_name: str) -> dict[str, list[dict]]:
     return out
 
 
+def _largest_lesion_slices(manifest: pd.DataFrame, n: int = 4) -> pd.DataFrame:
+    """Per patient, the manifest row of its slice with the most lesion pixels (ties: the first row).
+
+    The first ``n`` patients with any lesion, in manifest order. Figure 4.4 shows what a lesion
+    looks like; a randomly drawn lesion slice was often a 1-pixel one.
+    """
+    lesion = manifest[manifest.lesion_pixels > 0]
+    return lesion.loc[lesion.groupby("patient", sort=False).lesion_pixels.idxmax()].head(n)
+
+
+def _load_slices(dataset: Path, rows: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """The centre channel, the mask and a title of each manifest row's slice."""
+    from .prep import open_case
+
+    images, masks, titles = [], [], []
+    for row in rows.itertuples():
+        image, mask, _ = open_case(dataset, row.patient)
+        images.append(np.asarray(image[row.row, ..., image.shape[-1] // 2]))
+        masks.append(np.asarray(mask[row.row, ..., 0]) > 0)
+        titles.append(f"patient {row.patient}, slice {row.slice_index}")
+    return images, masks, titles
+
+
 def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int = 8, seed: int = 0) -> dict:
-    """Figure 6.7 (dataset glimpse), 4.4 (slices with their masks) and 4.1 (orthogonal views) from a dataset."""
+    """Figure 6.7 (dataset glimpse: ``n`` random lesion slices), 4.4 (per patient, the slice with most
+    lesion pixels, with its mask) and 4.1 (orthogonal views) from a dataset."""
     from .cohort import discover_cases
     from .loading import load_case
-    from .prep import open_case, read_manifest
+    from .prep import read_manifest
 
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
     rng = np.random.default_rng(seed)
     lesion_rows = manifest[manifest.lesion_pixels > 0]
     pick = lesion_rows.iloc[np.sort(rng.choice(len(lesion_rows), size=min(n, len(lesion_rows)), replace=False))]
-    images, masks, titles = [], [], []
-    for row in pick.itertuples():
-        image, mask, meta = open_case(dataset, row.patient)
-        centre = image.shape[-1] // 2
-        images.append(np.asarray(image[row.row, ..., centre]))
-        masks.append(np.asarray(mask[row.row, ..., 0]) > 0)
-        titles.append(f"patient {row.patient}, slice {row.slice_index}")
+    images, _, titles = _load_slices(dataset, pick)
+    largest = _largest_lesion_slices(manifest)
+    lesion_images, lesion_masks, lesion_titles = _load_slices(dataset, largest)
+    lesion_titles = [f"{t} ({r.lesion_pixels} lesion px)" for t, r in zip(lesion_titles, largest.itertuples())]
     src = {"dataset": str(dataset), "slices": [f"{r.patient}:{r.slice_index}" for r in pick.itertuples()]}
+    sources = {"slices_with_masks": {**src, "slices": [f"{r.patient}:{r.slice_index}" for r in largest.itertuples()]}}
     figs = {
         "dataset_glimpse": (fig.plot_image_grid(images, None, titles), "Figure 6.7: dataset glimpse (prepared slices)"),
-        "slices_with_masks": (fig.plot_image_grid(images[:4] * 1, masks[:4], titles[:4]),
-                              "Figure 4.4: slices with their lesion masks (red)"),
+        "slices_with_masks": (fig.plot_image_grid(lesion_images, lesion_masks, lesion_titles),
+                              "Figure 4.4: slices with their lesion masks (red): per patient, the slice with the "
+                              "most lesion pixels"),
     }  # fmt: skip
     prep = load_json(dataset / "prep_config.json")
     first = manifest.groupby("patient", sort=False).lesion_pixels.sum().idxmax()
@@ -151,7 +176,8 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
         )  # fmt: skip
     if writer is not None:
         for name, (figure, caption) in figs.items():
-            writer.figure(name, figure, caption, src if name != "orthogonal_views" else {**src, "patient": first})
+            writer.figure(name, figure, caption, sources.get(name, src) if name != "orthogonal_views"
+                          else {**src, "patient": first})  # fmt: skip
     return {name: f for name, (f, _) in figs.items()}
 
 
@@ -194,8 +220,15 @@ def build_report(config: ReportConfig | dict) -> Path:
     return Path(config.out) / "report.md"
 
 
+def _flag_titles(histories: dict[str, pd.DataFrame], unlearned: list[str]) -> dict[str, pd.DataFrame]:
+    """``histories`` with " (did not learn)" after the labels of ``unlearned`` models (figure panel titles)."""
+    return {f"{k} ({rt.DID_NOT_LEARN})" if k in unlearned else k: v for k, v in histories.items()}
+
+
 def _write_report(config: ReportConfig, out: Path) -> None:
-    w = _Writer(out)
+    every_run = dict.fromkeys(Path(r) for r in [*config.runs, *config.backbone_runs, *config.comparison_runs])
+    unlearned = list(dict.fromkeys(rt.unlearned_models(list(every_run))))
+    w = _Writer(out, unlearned)
     runs = [Path(r) for r in config.runs]
     src = {"runs": [str(r) for r in runs]}
     ev = {**src, "evaluation": config.eval_name}
@@ -216,9 +249,12 @@ def _write_report(config: ReportConfig, out: Path) -> None:
                 "Per-patient whole-volume metrics, mean ± SD over test patients", ev)  # fmt: skip
         w.table("per_patient", per_patient, "Per-patient whole-volume metrics", ev)
         lesionwise = rt.lesionwise_table(runs, config.eval_name)
-        w.table("lesionwise", lesionwise, "Lesion-wise detection by lesion size (voxels), summed over patients", ev)
+        rules = "; ".join(rt.detection_rule(f) for f in pd.unique(lesionwise.get("detection_fraction", pd.Series())))
+        w.table("lesionwise", lesionwise, "Lesion-wise detection by lesion size (voxels), summed over patients"
+                + (f"; {rules}" if rules else ""), ev)  # fmt: skip
         histories = _histories(runs)
-        w.figure("dice_curves", fig.plot_metric_curves(histories, "dice"), "Figures 6.1-6.6: Dice per epoch", src)
+        w.figure("dice_curves", fig.plot_metric_curves(_flag_titles(histories, unlearned), "dice"),
+                 "Figures 6.1-6.6: Dice per epoch (one y axis for all panels)", src)  # fmt: skip
         w.figure("accuracy_loss", fig.plot_accuracy_loss(histories), "Appendix I figures: accuracy and loss", src)
         examples = _examples(runs, config.eval_name)
         if examples:
@@ -230,7 +266,7 @@ def _write_report(config: ReportConfig, out: Path) -> None:
     if config.backbone_runs:
         bb = [Path(r) for r in config.backbone_runs]
         w.table("backbone_comparison", rt.backbone_table(bb), "Backbone comparison", {"runs": [str(r) for r in bb]})
-        w.figure("backbone_dice_curves", fig.plot_metric_curves(_histories(bb), "dice"),
+        w.figure("backbone_dice_curves", fig.plot_metric_curves(_flag_titles(_histories(bb), unlearned), "dice"),
                  "Dice per epoch for each encoder", {"runs": [str(r) for r in bb]})  # fmt: skip
     if config.comparison_runs:
         cmp = [Path(r) for r in config.comparison_runs]
@@ -262,6 +298,10 @@ def _write_report(config: ReportConfig, out: Path) -> None:
     loud = rt.bn_warnings([Path(r) for r in config.runs])
     if loud:
         head += "".join(f"> **{line}**\n>\n" for line in loud) + "\n"
+    if unlearned:  # the rule once, here; the tables' "note" column and the curve titles only name it
+        head += (f"> **{len(unlearned)} model(s) {rt.DID_NOT_LEARN_RULE}** (marked \"{rt.DID_NOT_LEARN}\" in the "
+                 f"tables' `note` column): {'; '.join(unlearned)}. Their test numbers describe a model that "
+                 "never learned to segment, not its architecture.\n\n")  # fmt: skip
     save_text(out / "report.md", head + "\n".join(w.sections))
     save_text(out / "README.md", _readme(config))
 

@@ -36,7 +36,20 @@ __all__ = [
     "model_comparison_table",
     "checkpoint_table",
     "bn_warnings",
+    "LEARNED_DICE",
+    "DID_NOT_LEARN",
+    "DID_NOT_LEARN_RULE",
+    "did_not_learn",
+    "unlearned_models",
+    "flag_unlearned",
+    "detection_rule",
 ]
+
+#: A run whose validation Dice stays below this at every epoch "did not learn": its test numbers
+#: describe an all-background (or noise) predictor, not the architecture, so the report says so.
+LEARNED_DICE = 0.05
+DID_NOT_LEARN = "did not learn"  # the ``note`` a flagged model's rows carry
+DID_NOT_LEARN_RULE = f"did not learn: validation Dice below {LEARNED_DICE:g} at every epoch"
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -88,15 +101,49 @@ def _final(run: Path) -> pd.Series:
     return read_history(run).iloc[-1]
 
 
+def did_not_learn(history: pd.DataFrame, threshold: float = LEARNED_DICE) -> bool:
+    """True when ``history`` has a ``val_dice`` column and it stayed below ``threshold`` at every epoch.
+
+    A nan epoch never counts as learning; a history without ``val_dice`` is not judged (False).
+    """
+    if "val_dice" not in history or history.empty:
+        return False
+    values = pd.to_numeric(history["val_dice"], errors="coerce").to_numpy(float)
+    return not bool((values >= threshold).any())
+
+
+def unlearned_models(runs: list[Path]) -> list[str]:
+    """Labels (:func:`run_label`) of the runs that :func:`did_not_learn`, in ``runs`` order."""
+    return [run_label(run) for run in runs if did_not_learn(read_history(run))]
+
+
+def flag_unlearned(table: pd.DataFrame, models) -> pd.DataFrame:
+    """``table`` with a ``note`` column right after ``model``: :data:`DID_NOT_LEARN` for ``models``, else "".
+
+    Returned unchanged when no row is one of ``models`` (a note column of blanks only adds noise),
+    or the table has no ``model`` column.
+    """
+    if table.empty or "model" not in table or not table["model"].isin(list(models)).any():
+        return table
+    flagged = table["model"].isin(list(models))
+    table = table.drop(columns="note", errors="ignore")
+    table.insert(table.columns.get_loc("model") + 1, "note", np.where(flagged, DID_NOT_LEARN, ""))
+    return table
+
+
 def dice_table(runs: list[Path]) -> pd.DataFrame:
-    """Table 6.2: training and validation Dice at the last epoch, and the best validation Dice."""
+    """Table 6.2: training and validation Dice at the last epoch, and the best validation Dice.
+
+    The ``note`` column says :data:`DID_NOT_LEARN` for a run whose validation Dice stayed below
+    :data:`LEARNED_DICE` at every epoch (:func:`did_not_learn`), else is "".
+    """
     rows = []
     for run in runs:
         h = read_history(run)
         best = int(h.val_dice.idxmax())
-        rows.append({"model": run_label(run), "epochs": len(h), "train_dice": float(h.dice.iloc[-1]),
-                     "val_dice": float(h.val_dice.iloc[-1]), "best_val_dice": float(h.val_dice.max()),
-                     "best_epoch": best + 1})  # fmt: skip
+        rows.append({"model": run_label(run), "note": DID_NOT_LEARN if did_not_learn(h) else "", "epochs": len(h),
+                     "train_dice": float(h.dice.iloc[-1]), "val_dice": float(h.val_dice.iloc[-1]),
+                     "best_val_dice": float(h.val_dice.max()), "best_epoch": best + 1})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -239,8 +286,27 @@ def patient_summary_table(per_patient: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def detection_rule(fraction: float, short: bool = False) -> str:
+    """In words, when a true lesion counts as detected for ``detection_fraction`` (see :mod:`mslesion.lesions`).
+
+    ``short``: the few words of a table cell ("any overlap", "at least 60% of its voxels").
+    """
+    fraction = float(fraction)
+    # lesions.py: detected = overlap > 0 when the fraction is 0, else covered share >= fraction
+    rule = "any overlap" if fraction == 0 else f"at least {fraction * 100:g}% of its voxels"
+    if short:
+        return rule
+    if fraction == 0:
+        return ("detection_fraction = 0 means a true lesion counts as detected when the prediction overlaps it "
+                "by one voxel or more (any overlap)")  # fmt: skip
+    return f"detection_fraction = {fraction:g} means a true lesion counts as detected when {rule} are predicted"
+
+
 def lesionwise_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
-    """Seed 003's lesion table per model: lesion counts summed over patients, by size bracket."""
+    """Seed 003's lesion table per model: lesion counts summed over patients, by size bracket.
+
+    ``detected_when`` follows ``detection_fraction`` and says its rule in words (:func:`detection_rule`).
+    """
     rows = []
     for run in runs:
         path = run / eval_name / "lesions.csv"
@@ -255,7 +321,8 @@ def lesionwise_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataF
                          "fn_lesions": fn, "fp_lesions": fp, "n_pred_lesions": n_pred,
                          "lesion_recall": tp / n_true if n_true else math.nan,
                          "lesion_precision": (n_pred - fp) / n_pred if n_pred else math.nan,
-                         "connectivity": s["connectivity"], "detection_fraction": s["detection_fraction"]})  # fmt: skip
+                         "connectivity": s["connectivity"], "detection_fraction": s["detection_fraction"],
+                         "detected_when": detection_rule(s["detection_fraction"], short=True)})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -115,13 +115,26 @@ def _op_determinism_enabled() -> bool | None:
         return None
 
 
+_STRATEGIES: dict[str, object] = {}
+
+
 def pick_strategy(kind: str = "auto"):
     """A ``tf.distribute`` strategy: TPU if present, several GPUs mirrored, else the default.
+
+    The same object for the same ``kind`` for the whole Python session: a notebook's
+    device cell, its training runs, searches and evaluations share one strategy (a TPU
+    system is initialised once).
 
     Args:
         kind: ``auto``, ``tpu``, ``mirrored`` (all visible GPUs, or all logical CPUs
             when there is no GPU, used to test the multi-replica path), ``default``.
     """
+    if kind not in _STRATEGIES:
+        _STRATEGIES[kind] = _new_strategy(kind)
+    return _STRATEGIES[kind]
+
+
+def _new_strategy(kind: str):
     import tensorflow as tf
 
     if kind in ("auto", "tpu"):
@@ -140,6 +153,45 @@ def pick_strategy(kind: str = "auto"):
     if kind not in ("auto", "default", "mirrored", "tpu"):
         raise ValueError(f"unknown strategy {kind!r}; use auto, tpu, mirrored or default")
     return tf.distribute.get_strategy()
+
+
+def needs_static_shapes(strategy) -> bool:
+    """Whether ``strategy`` wants every batch the same shape (TPU: the last partial batch is dropped)."""
+    return "TPU" in type(strategy).__name__
+
+
+def describe_devices() -> list[dict]:
+    """The accelerators TensorFlow sees: ``{"kind": "TPU"|"GPU", "name", "compute_capability"}`` (empty: CPU only)."""
+    import tensorflow as tf
+
+    devices = [{"kind": "TPU", "name": d.name, "compute_capability": None}
+               for d in tf.config.list_logical_devices("TPU")]  # fmt: skip
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        devices.append({"kind": "GPU", "name": details.get("device_name", gpu.name),
+                        "compute_capability": details.get("compute_capability")})  # fmt: skip
+    return devices
+
+
+def mixed_precision_policy(devices: list[dict]) -> str:
+    """The dtype policy that pays on ``devices`` (see :func:`describe_devices`).
+
+    TPU: ``mixed_bfloat16``. GPUs all of compute capability >= 7.0 (tensor cores: T4,
+    V100, A100, H100): ``mixed_float16``. Older GPUs (P100, K80) and the CPU: ``float32``,
+    since float16 there is slower or no faster.
+    """
+    kinds = {d["kind"] for d in devices}
+    if "TPU" in kinds:
+        return "mixed_bfloat16"
+    gpus = [d for d in devices if d["kind"] == "GPU"]
+    if gpus and all(d.get("compute_capability") and tuple(d["compute_capability"]) >= (7, 0) for d in gpus):
+        return "mixed_float16"
+    return "float32"
+
+
+def auto_mixed_precision() -> bool:
+    """Whether mixed precision pays on this machine (:func:`mixed_precision_policy`)."""
+    return mixed_precision_policy(describe_devices()) != "float32"
 
 
 def set_mixed_precision(enabled: bool) -> str:

@@ -84,7 +84,8 @@ class TrainConfig:
     val_fraction: float = 0.1  # carve validation patients from train when the split has none
     cache_gb: float = 4.0  # slices smaller than this are read into memory once; larger stay memory-mapped
     strategy: str = "auto"
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # notebooks: runtime.auto_mixed_precision() (GPUs of compute capability >= 7, TPU)
+    jit_compile: bool = False  # XLA; see benchmarks/bench_train.py --jit for what it buys here
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.batchnorm.MAX_MOMENTUM)
@@ -786,8 +787,12 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
         val_set = load_slice_set(config.dataset, val_ids, mmap=not in_memory)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         augment = Augmentation() if config.augment else None
-        train_ds = make_dataset(train_set, global_batch, seed=config.seed, balance=config.balance, augment=augment)
-        val_ds = make_dataset(val_set, global_batch, shuffle=False)
+        # a TPU compiles one program per batch shape: every training batch full
+        static = runtime.needs_static_shapes(strategy)
+        replicas = int(strategy.num_replicas_in_sync)
+        train_ds = make_dataset(train_set, global_batch, seed=config.seed, balance=config.balance, augment=augment,
+                                drop_remainder=static, min_last_batch=replicas)  # fmt: skip
+        val_ds = make_dataset(val_set, global_batch, shuffle=False, min_last_batch=replicas)
 
         with strategy.scope():
             model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
@@ -799,8 +804,10 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
                 optimizer=keras.optimizers.Adam(config.learning_rate),
                 loss=losses.get_loss(config.loss, **config.loss_params),
                 metrics=keras_metrics.default_metrics(config.threshold),
+                jit_compile=config.jit_compile,
             )
-        steps = int(np.ceil(len(train_set) / global_batch)) * config.epochs
+        steps_per_epoch = len(train_set) // global_batch + (0 if static or len(train_set) % global_batch < replicas else 1)
+        steps = steps_per_epoch * config.epochs
         momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
                    if config.bn_horizon else {})  # fmt: skip
 
@@ -815,7 +822,12 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             "n_val_slices": len(val_set),
             "slices_in_memory": in_memory,
             "input_shape": list(train_set.slice_shape),
+            "batch_size_per_replica": config.batch_size,
+            "replicas": int(strategy.num_replicas_in_sync),
             "global_batch_size": global_batch,
+            "static_batch_shapes": static,
+            # a last validation batch too small to give every replica a row is left out
+            "val_slices_left_out": len(val_set) % global_batch if len(val_set) % global_batch < replicas else 0,
             "dtype_policy": policy,
             "bn_momentum_capped": momenta,
             "params": count_params(model),
@@ -838,7 +850,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
                     monitor="val_dice", mode="max", patience=config.early_stopping_patience))  # fmt: skip
             budget = None
             if config.max_minutes:
-                budget = TimeBudget(config.max_minutes, run, int(np.ceil(len(train_set) / global_batch)),
+                budget = TimeBudget(config.max_minutes, run, steps_per_epoch,
                                     config.epochs, config.bn_horizon, config.bn_max_momentum)  # fmt: skip
                 callbacks.append(budget)
             done = _fit_resumably(run, model, train_ds, val_ds, config.epochs, callbacks, verbose,

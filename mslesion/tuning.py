@@ -55,6 +55,8 @@ class TuneConfig:
     seed: int = 0
     val_fraction: float = 0.1
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
+    strategy: str = "auto"  # the session's strategy (mslesion.runtime.pick_strategy): each trial trains under it
+    mixed_precision: bool = False
     runs_root: str = "runs"
     tag: str = "lr_search"
     run_dir: str | None = None
@@ -109,6 +111,9 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
 
     runtime.set_seed(config.seed)
     runtime.set_deterministic(config.deterministic)
+    policy = runtime.set_mixed_precision(config.mixed_precision)
+    strategy = runtime.pick_strategy(config.strategy)
+    batch = config.batch_size * strategy.num_replicas_in_sync
     train_set, val_set = load_slice_set(config.dataset, train_ids), load_slice_set(config.dataset, val_ids)
 
     def build(hp):
@@ -118,6 +123,9 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         else:
             lr = hp.Choice("learning_rate", [float(v) for v in config.learning_rates])
         model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
+        if policy != "float32":  # the loss in float32, as in training
+            out = keras.layers.Activation("linear", dtype="float32", name="output_float32")(model.output)
+            model = keras.Model(model.inputs, out, name=model.name)
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses.get_loss(config.loss, **config.loss_params),
                       metrics=keras_metrics.default_metrics())  # fmt: skip
         return model
@@ -148,17 +156,21 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
 
     objective = kt.Objective("val_dice", direction="max")
     common = {"objective": objective, "directory": str(run), "project_name": "tuner", "seed": config.seed,
-              "overwrite": config.overwrite}  # fmt: skip
+              "overwrite": config.overwrite, "distribution_strategy": strategy}  # fmt: skip
     if config.tuner == "hyperband":
         tuner = recording(kt.Hyperband)(build, max_epochs=config.epochs, **common)
     else:
         cls = {"grid": kt.GridSearch, "random": kt.RandomSearch, "bayesian": kt.BayesianOptimization}[config.tuner]
         tuner = recording(cls)(build, max_trials=config.max_trials, **common)
+    static = runtime.needs_static_shapes(strategy)
     save_json(run / "config.json", {**asdict(config), "train_patients": train_ids, "val_patients": val_ids,
-                                    "val_carved_from_train": carved})  # fmt: skip
+                                    "val_carved_from_train": carved, "dtype_policy": policy,
+                                    "replicas": int(strategy.num_replicas_in_sync), "global_batch_size": batch,
+                                    "static_batch_shapes": static})  # fmt: skip
     tuner.search(
-        make_dataset(train_set, config.batch_size, seed=config.seed),
-        validation_data=make_dataset(val_set, config.batch_size, shuffle=False),
+        make_dataset(train_set, batch, seed=config.seed, drop_remainder=static,
+                     min_last_batch=strategy.num_replicas_in_sync),
+        validation_data=make_dataset(val_set, batch, shuffle=False, min_last_batch=strategy.num_replicas_in_sync),
         epochs=config.epochs,
         verbose=0 if job is not None else verbose,
         shuffle=False,  # the dataset shuffles itself, seeded per epoch

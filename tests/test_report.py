@@ -3,14 +3,25 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from mslesion.cli import main
 from mslesion.evaluation import EvalConfig, evaluate
-from mslesion.report import ReportConfig, build_report
-from mslesion.report_tables import _mb, find_runs, lesionwise_table, run_label
+from mslesion.report import ReportConfig, _largest_lesion_slices, build_report, dataset_figures
+from mslesion.report_tables import (
+    DID_NOT_LEARN_RULE,
+    _mb,
+    detection_rule,
+    dice_table,
+    did_not_learn,
+    find_runs,
+    flag_unlearned,
+    lesionwise_table,
+    run_label,
+)
 from mslesion.tuning import tune
 
 TABLES = ("model_comparison", "table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
@@ -96,6 +107,91 @@ def test_lesionwise_table_sums_patients_per_bracket(study):
     assert table.tp_lesions.sum() == per_patient.tp_lesions.sum()
     assert table.n_true_lesions.sum() == per_patient.n_true_lesions.sum()
     assert set(table.connectivity) == {26}
+    assert set(table.detected_when) == {"any overlap"}  # detection_fraction 0, in words
+    assert list(table.columns).index("detected_when") == list(table.columns).index("detection_fraction") + 1
+
+
+def test_figure_4_4_shows_each_patients_slice_with_the_most_lesion(trained_run):
+    dataset = json.loads((trained_run / "config.json").read_text())["dataset"]
+    manifest = pd.read_csv(Path(dataset) / "manifest.csv", dtype={"patient": str})
+    figure = dataset_figures(dataset)["slices_with_masks"]
+    lesion = manifest[manifest.lesion_pixels > 0]
+    best = lesion.loc[lesion.groupby("patient", sort=False).lesion_pixels.idxmax()].head(4)
+    assert [ax.get_title() for ax in figure.axes] == [f"patient {r.patient}, slice {r.slice_index} "
+                                                      f"({r.lesion_pixels} lesion px)" for r in best.itertuples()]
+    assert len({r.patient for r in best.itertuples()}) == len(figure.axes)  # one slice per patient
+
+
+def test_largest_lesion_slice_per_patient():
+    manifest = pd.DataFrame(dict(patient=["1", "1", "1", "2", "2", "3", "3", "4", "5", "6"],
+                                 row=[0, 1, 2, 0, 1, 0, 1, 0, 0, 0], slice_index=[4, 5, 6, 4, 5, 8, 9, 3, 3, 3],
+                                 lesion_pixels=[1, 50, 3, 0, 0, 7, 7, 2, 9, 4]))  # fmt: skip
+    picked = _largest_lesion_slices(manifest)
+    assert picked.patient.tolist() == ["1", "3", "4", "5"]  # patient 2 has no lesion; at most 4, in manifest order
+    assert picked.slice_index.tolist() == [5, 8, 3, 3]  # most lesion pixels; a tie takes the first slice
+    assert _largest_lesion_slices(manifest, n=10).patient.tolist() == ["1", "3", "4", "5", "6"]
+
+
+def fake_run(root: Path, tag: str, val_dice: list[float], fraction: float = 0.0) -> Path:
+    """A run folder with what the report reads (no model): config, history and a lesion-wise evaluation."""
+    run = root / tag / "fold_0"
+    (run / "eval_test").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"tag": tag, "model": "kuc.unet", "input_shape": [64, 64, 1],
+                                                 "params": {"trainable": 10, "non_trainable": 0, "total": 10},
+                                                 "loss": "dice", "dataset": "x"}))  # fmt: skip
+    epochs = len(val_dice)
+    history = pd.DataFrame({"epoch": range(epochs), "dice": np.linspace(0.1, 0.6, epochs), "val_dice": val_dice,
+                            "accuracy": 0.99, "val_accuracy": 0.995, "loss": 0.5, "val_loss": 0.6})  # fmt: skip
+    history.to_csv(run / "history.csv", index=False)
+    pd.DataFrame({"patient": ["1", "1"], "bracket": ["[0, 10)", "[10, 400)"], "n_true_lesions": [3, 2],
+                  "tp_lesions": [0, 2], "fn_lesions": [3, 0], "fp_lesions": [1, 0],
+                  "n_pred_lesions": [1, 2]}).to_csv(run / "eval_test" / "lesions.csv", index=False)  # fmt: skip
+    (run / "eval_test" / "summary.json").write_text(json.dumps({
+        "connectivity": 26, "detection_fraction": fraction, "patients": ["1"],
+        "slice_level": {"pooled_iou": 0.2, "pooled_dice": 0.3, "n_slices": 4},
+        "per_patient": {"iou": {"mean": 0.2}, "dice": {"mean": 0.3}}}))  # fmt: skip
+    return run
+
+
+@pytest.mark.parametrize("val_dice, stuck", [([0.0, 0.01, 0.049], True), ([0.0, 0.05, 0.01], False),
+                                             ([float("nan"), 0.02], True), ([0.3, 0.8], False)])  # fmt: skip
+def test_did_not_learn_is_validation_dice_below_0_05_at_every_epoch(val_dice, stuck):
+    assert did_not_learn(pd.DataFrame({"val_dice": val_dice})) is stuck
+    assert did_not_learn(pd.DataFrame({"dice": val_dice})) is False  # no validation Dice: not judged
+
+
+def test_a_model_that_did_not_learn_is_flagged_in_the_tables_and_the_report(tmp_path):
+    learned = fake_run(tmp_path / "runs", "learned", [0.02, 0.3, 0.6])
+    stuck = fake_run(tmp_path / "runs", "stuck", [0.0, 0.004, 0.049])
+    assert dice_table([learned, stuck]).note.tolist() == ["", "did not learn"]
+    assert "note" not in flag_unlearned(dice_table([learned]).drop(columns="note"), ["stuck"])  # no blank column
+    md = build_report(ReportConfig(runs=[str(learned), str(stuck)], out=str(tmp_path / "r")))
+    text = md.read_text()
+    assert text.count(DID_NOT_LEARN_RULE) == 1 and "): stuck." in text  # the rule once, naming the model
+    for table in ("table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss", "lesionwise"):
+        shown = pd.read_csv(md.parent / "tables" / f"{table}.csv", keep_default_na=False)
+        assert list(shown.columns)[:2] == ["model", "note"], table
+        assert dict(zip(shown.model, shown.note)) == {"learned": "", "stuck": "did not learn"}, table
+    assert "| stuck | did not learn |" in (md.parent / "tables" / "table_6_2_dice.md").read_text()
+    # a report of models that all learned has no note column and no rule
+    text = build_report(ReportConfig(runs=[str(learned)], out=str(tmp_path / "ok"))).read_text()
+    assert DID_NOT_LEARN_RULE not in text and "did not learn" not in text
+
+
+@pytest.mark.parametrize("fraction, meaning", [
+    (0.0, "when the prediction overlaps it by one voxel or more (any overlap)"),
+    (0.6, "when at least 60% of its voxels are predicted"),
+])  # fmt: skip
+def test_detection_fraction_is_explained_next_to_the_lesionwise_table(tmp_path, fraction, meaning):
+    run = fake_run(tmp_path / "runs", "learned", [0.02, 0.3, 0.6], fraction=fraction)
+    assert detection_rule(fraction).startswith(f"detection_fraction = {fraction:g} means a true lesion counts")
+    md = build_report(ReportConfig(runs=[str(run)], out=str(tmp_path / "r")))
+    lesionwise = (md.parent / "tables" / "lesionwise.md").read_text()
+    caption = lesionwise.split("\n")[0]
+    assert f"detection_fraction = {fraction:g} means a true lesion counts as detected {meaning}" in caption
+    assert caption in md.read_text()
+    shown = pd.read_csv(md.parent / "tables" / "lesionwise.csv")
+    assert set(shown.detected_when) == {"any overlap" if fraction == 0 else "at least 60% of its voxels"}
 
 
 def test_parameter_sizes_are_printed_like_seed_000():

@@ -40,8 +40,11 @@ except ImportError:
 platform_setup.setup(_source)'''
 
 DEVICE = '''from mslesion import runtime
-strategy = runtime.pick_strategy("auto")  # TPU, several GPUs, one GPU or the CPU: whatever is there
-print(strategy.__class__.__name__, strategy.num_replicas_in_sync, "replica(s)")'''
+strategy = runtime.pick_strategy(STRATEGY)  # one per session: every run, the search and evaluation use this one
+mixed = runtime.auto_mixed_precision() if MIXED_PRECISION == "auto" else bool(MIXED_PRECISION)
+accelerator = {"strategy": STRATEGY, "mixed_precision": mixed, "jit_compile": JIT_COMPILE}
+print(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
+      f"{runtime.describe_devices() or 'the CPU'}; mixed precision {mixed}, XLA {JIT_COMPILE}")'''
 
 
 PLAT = '''WORK = None                     # working folder: None = /kaggle/working, a Drive folder on Colab, else here
@@ -132,6 +135,9 @@ WEIGHTS = "imagenet"            # None offline: no download, encoders trained fr
 QUICK = False                   # smaller settings (widths; synthetic at 64x64) for a quick look, any data
 SEED = 0
 DETERMINISTIC = False           # True: runs repeat bit for bit on this machine (op determinism)
+STRATEGY = "auto"               # auto: TPU if present, several GPUs mirrored, else one device
+MIXED_PRECISION = "auto"        # auto: on where it pays (GPU of compute capability >= 7.0: float16; TPU: bfloat16)
+JIT_COMPILE = False             # XLA-compile the training step (benchmarks/bench_train.py --jit measures it)
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
@@ -146,7 +152,7 @@ print("training options:", options)
 runs_dir = workspace.bring_forward(RUNS, work, report_tables.find_runs)  # finished runs are skipped, others resume
 runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
                                      batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
-                                     time_budget_minutes=TIME_BUDGET, **options)
+                                     time_budget_minutes=TIME_BUDGET, **accelerator, **options)
 report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, into its results folder'''),
     new_markdown_cell("Validation Dice per epoch for each encoder."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
@@ -183,6 +189,9 @@ LEARNING_RATES = [1e-1, 1e-2, 1e-3, 1e-4]
 LR_EPOCHS = 10
 SEED = 0
 DETERMINISTIC = False           # True: runs repeat bit for bit on this machine (op determinism)
+STRATEGY = "auto"               # auto: TPU if present, several GPUs mirrored, else one device
+MIXED_PRECISION = "auto"        # auto: on where it pays (GPU of compute capability >= 7.0: float16; TPU: bfloat16)
+JIT_COMPILE = False             # XLA-compile the training step (benchmarks/bench_train.py --jit measures it)
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
@@ -198,7 +207,7 @@ print("training options:", options)
 runs_dir = workspace.bring_forward(RUNS, work, report_tables.find_runs)  # finished runs are skipped, others resume
 runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
                                        batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
-                                       time_budget_minutes=TIME_BUDGET, **options)
+                                       time_budget_minutes=TIME_BUDGET, **accelerator, **options)
 report_tables.dice_table(runs)'''),
     new_markdown_cell("Dice per epoch (figures 6.1-6.6)."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
@@ -211,7 +220,8 @@ params = dict(scratch.params, **({"filter_num": experiments.QUICK_FILTERS["scrat
 tuning_dir = workspace.bring_forward(TUNING_RUNS, work, report_tables.find_tunings)
 search = experiments.learning_rate_search(dataset, tuning_dir, scratch.registry_name, params, LEARNING_RATES,
                                           LR_EPOCHS, loss=options["loss"], batch_size=BATCH_SIZE, seed=SEED,
-                                          deterministic=DETERMINISTIC, progress=True)
+                                          deterministic=DETERMINISTIC, progress=True, strategy=STRATEGY,
+                                          mixed_precision=mixed)
 report_tables.lr_search_table([search])'''),
 ]
 
