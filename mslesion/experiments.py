@@ -14,7 +14,7 @@ from pathlib import Path
 from .models import REPORT_MODELS
 
 __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
-           "evaluate_runs", "ensure_dataset", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs",
+           "evaluate_runs", "ensure_dataset", "notebook_inputs", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs",
            "RECIPE_MODEL", "DEFAULT_RECIPE", "recipe", "recipe_options"]  # fmt: skip
 
 #: Decoder widths in quick mode (pretrained-encoder models, scratch models).
@@ -208,6 +208,28 @@ def evaluate_runs(runs: list[Path], verbose: bool = False, **settings) -> list[P
             print(f"[evaluation {i}/{len(runs)}] {run}", flush=True)
         out.append(evaluate(run, EvalConfig(**settings), verbose=verbose))
     return out
+
+
+def notebook_inputs(dataset: str | Path, runs: str | Path, work: str | Path | None = None, quick: bool = False,
+                    seed: int = 0, recipe_name: str | None = None, **recipe_overrides) -> tuple:
+    """What notebooks 02 and 03 start from: ``(work, dataset, options, runs_dir)``, each said in a line.
+
+    The working folder (:func:`mslesion.workspace.working_folder`), the prepared dataset
+    (:func:`ensure_dataset`; synthetic only by name, at 64x64 when ``quick``), the training
+    options of the recipe with ``recipe_overrides`` (None: the recipe's), and the runs folder,
+    brought forward from an earlier session's output when this one has none.
+    """
+    from .report_tables import find_runs
+    from .workspace import bring_forward, describe_dataset, working_folder
+
+    work = working_folder(work)
+    prepared = ensure_dataset(dataset, work, size=64 if quick else 256, seed=seed)
+    print("working folder:", work)
+    print(describe_dataset(prepared))
+    options = recipe_options(recipe_name, **recipe_overrides)
+    print("training options:", options)
+    runs_dir = bring_forward(runs, work, find_runs)  # finished runs are skipped, unfinished ones resume
+    return work, prepared, options, runs_dir
 
 
 def ensure_dataset(dataset: str | Path, work: str | Path | None = None, patients: int = 10, size: int = 64,

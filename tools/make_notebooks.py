@@ -141,15 +141,10 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from mslesion import experiments, figures, report_tables, training, workspace
+    new_code_cell('''from mslesion import experiments, figures, report_tables, training
 
-work = workspace.working_folder(WORK)
-dataset = experiments.ensure_dataset(DATASET, work, size=64 if QUICK else 256, seed=SEED)
-print("working folder:", work)
-print(workspace.describe_dataset(dataset))
-options = experiments.recipe_options(RECIPE, loss=LOSS, learning_rate=LEARNING_RATE)
-print("training options:", options)
-runs_dir = workspace.bring_forward(RUNS, work, report_tables.find_runs)  # finished runs are skipped, others resume
+work, dataset, options, runs_dir = experiments.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
+                                                              learning_rate=LEARNING_RATE)
 runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
                                      batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
                                      time_budget_minutes=TIME_BUDGET, **accelerator, **options)
@@ -198,13 +193,8 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
     new_code_cell('''from mslesion import experiments, figures, report_tables, training, workspace
 from mslesion.models import REPORT_MODELS
 
-work = workspace.working_folder(WORK)
-dataset = experiments.ensure_dataset(DATASET, work, size=64 if QUICK else 256, seed=SEED)
-print("working folder:", work)
-print(workspace.describe_dataset(dataset))
-options = experiments.recipe_options(RECIPE, loss=LOSS, learning_rate=LEARNING_RATE)
-print("training options:", options)
-runs_dir = workspace.bring_forward(RUNS, work, report_tables.find_runs)  # finished runs are skipped, others resume
+work, dataset, options, runs_dir = experiments.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
+                                                              learning_rate=LEARNING_RATE)
 runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
                                        batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
                                        time_budget_minutes=TIME_BUDGET, **accelerator, **options)
