@@ -75,7 +75,8 @@ def _run(path: Path, cwd: Path, kernel_dir: Path, **params) -> str:
 
     client.km = KernelManager(kernel_name="bare", kernel_spec_manager=ksm)
     client.execute()
-    return "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    # a print may arrive as several stream messages: join a cell's chunks as they came
+    return "\n".join("".join(o.get("text", "") for o in c.get("outputs", [])) for c in nb.cells)
 
 
 def _read_only_copy(dest: Path) -> Path:

@@ -29,7 +29,8 @@ def test_notebooks_are_committed_without_outputs():
 
 
 def _outputs(nb) -> str:
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    # one print may arrive as several stream chunks: join a cell's chunks as they came
+    return "\n".join("".join(o.get("text", "") for o in c.outputs) for c in nb.cells if c.cell_type == "code")
 
 
 @pytest.mark.slow
