@@ -116,6 +116,7 @@ TRAINING_CONFIGS: dict[str, dict] = {
     "bce_dice_lr3e-3": {"loss": "bce_dice", "learning_rate": 3e-3},
     "bce_dice_aug": {"loss": "bce_dice", "augment": True},
     "bce_dice_aug_balance": {"loss": "bce_dice", "augment": True, "balance": True},
+    "bce_dice_aug_balance_lr3e-3": {"loss": "bce_dice", "augment": True, "balance": True, "learning_rate": 3e-3},
     "focal_tversky_aug": {"loss": "focal_tversky", "augment": True},
 }
 
