@@ -5,7 +5,9 @@ On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
 (2.5D), it measures in one run:
 
 * the input pipeline alone (``mslesion.datasets.make_dataset``, batch 8,
-  shuffled, with and without paired augmentation): images/s;
+  shuffled, with and without paired augmentation), for both batch sources
+  (``generator``: Python gather from memmaps; ``graph``: ``tf.gather`` from host
+  memory, what ``train`` uses on a GPU/TPU): images/s, median of rounds;
 * for each model: training images/s (``train_on_batch`` on batches of 8,
   after warm-up steps, median over steps), including the native Keras 3
   models of seeds 001 and 003;
@@ -38,10 +40,10 @@ DEFAULT_MODELS = ["sm.unet:mobilenetv2", "sm.unet:vgg16", "kuc.unet:VGG16", "nat
 DEFAULT_3D = {"native.r2_att_unet_3d (small)": {"filters": [4, 8, 16, 32]}, "native.r2_att_unet_3d": {}}
 
 
-def pipeline_rate(slices, batch: int, augment: bool, batches: int) -> float:
+def pipeline_rate(slices, batch: int, augment: bool, batches: int, source: str = "generator") -> float:
     from mslesion.datasets import Augmentation, make_dataset
 
-    ds = make_dataset(slices, batch, seed=0, augment=Augmentation() if augment else None).repeat()
+    ds = make_dataset(slices, batch, seed=0, augment=Augmentation() if augment else None, source=source).repeat()
     it = iter(ds)
     for _ in range(3):  # warm-up: tracing, first reads
         next(it)
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--pipeline-batches", type=int, default=50)
+    p.add_argument("--pipeline-rounds", type=int, default=3, help="timings per pipeline variant (median)")
     p.add_argument("--no-3d", action="store_true", help="skip the 3D patch model")
     p.add_argument("--jit", action="store_true", help="also time each model XLA-compiled (jit_compile=True)")
     a = p.parse_args(argv)
@@ -100,9 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         prepare_dataset(raw, out, PrepConfig(size=(a.size, a.size), context=3, selection="brain"), progress=False)
         slices = load_slice_set(out, sorted(set(read_manifest(out).patient)))
         print(f"data: {len(slices)} slices of {slices.slice_shape}, batch {a.batch}")
-        plain = pipeline_rate(slices, a.batch, False, a.pipeline_batches)
-        augmented = pipeline_rate(slices, a.batch, True, a.pipeline_batches)
-        print(f"input pipeline alone: {plain:8.1f} img/s plain, {augmented:8.1f} img/s with augmentation")
+        # both sources, interleaved over rounds so that machine noise hits them alike; medians
+        rounds = {(src, aug): [] for src in ("generator", "graph") for aug in (False, True)}
+        for _ in range(a.pipeline_rounds):
+            for (src, aug), got in rounds.items():
+                got.append(pipeline_rate(slices, a.batch, aug, a.pipeline_batches, src))
+        med = {key: statistics.median(v) for key, v in rounds.items()}
+        for src in ("generator", "graph"):
+            print(f"input pipeline alone ({src:<9}): {med[src, False]:8.1f} img/s plain, "
+                  f"{med[src, True]:8.1f} img/s with augmentation (median of {a.pipeline_rounds})")
+        print(f"graph / generator: {med['graph', False] / med['generator', False]:.2f}x plain, "
+              f"{med['graph', True] / med['generator', True]:.2f}x augmented")
+        plain, augmented = med["generator", False], med["generator", True]
         x, y = slices.gather(np.arange(a.batch))
         rates = {}
         for spec in a.models:

@@ -218,6 +218,8 @@ def add_train(subparsers) -> None:
     p.add_argument("--mixed-precision", choices=("auto", "on", "off"), nargs="?", const="on", default=None,
                    help="float16/bfloat16 compute; auto: where it pays (GPU of compute capability >= 7, TPU)")
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA-compile the training step")
+    p.add_argument("--input-pipeline", choices=("auto", "graph", "generator"),
+                   help="auto (default): batches gathered in the graph from memory on a GPU/TPU, in Python on the CPU")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="repeat bit for bit on this machine (op determinism; augmentation runs serially)")
     p.add_argument("--overwrite", action="store_true",
@@ -236,7 +238,7 @@ def add_train(subparsers) -> None:
             **_common(a), "learning_rate": a.learning_rate, "augment": a.augment, "balance": a.balance,
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
             "strategy": a.strategy, "mixed_precision": _mixed_precision(a.mixed_precision),
-            "deterministic": a.deterministic, "jit_compile": a.jit_compile,
+            "deterministic": a.deterministic, "jit_compile": a.jit_compile, "input_pipeline": a.input_pipeline,
             "max_minutes": a.max_minutes, "lesion_slices_only": a.lesion_slices_only,
         })  # fmt: skip
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "
@@ -521,8 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     import warnings
 
+    from . import QUIET_TENSORFLOW
     from .errors import MslesionError, MslesionWarning
+    from .quiet_import import import_tensorflow
 
+    # the subcommands' options come from modules that import TensorFlow: import it first, filtered
+    import_tensorflow(quiet=QUIET_TENSORFLOW and not _debug_from_env() and "--debug" not in (argv or sys.argv))
     parser = argparse.ArgumentParser(prog="mslesion", description="MS lesion segmentation toolkit")
     parser.add_argument("--version", action="version", version=f"mslesion {__version__}")
     parser.add_argument("--debug", action="store_true",

@@ -135,6 +135,31 @@ def _epoch_rows(n: int, has_lesion: np.ndarray, rng: np.random.Generator, shuffl
     return rng.permutation(n) if shuffle else np.arange(n)
 
 
+def _graph_batches(slices: SliceSet, batch_size: int, epoch_rows, rows_per_batch: int | None):
+    """Batches gathered in the TensorFlow graph from the slices held in host memory."""
+    import tensorflow as tf
+
+    x, y = slices.arrays()
+    with tf.device("/cpu:0"):  # a variable, not a constant: no 2 GB graph limit, one copy in host memory
+        images = tf.Variable(x, trainable=False, name="slice_images")
+        masks = tf.Variable(y, trainable=False, name="slice_masks")
+    del x, y
+
+    def one_epoch():
+        yield epoch_rows()
+
+    def gather(rows):
+        xb, yb = tf.gather(images, rows), tf.gather(masks, rows)
+        if rows_per_batch:
+            xb.set_shape((rows_per_batch, *images.shape[1:]))
+            yb.set_shape((rows_per_batch, *masks.shape[1:]))
+        return xb, yb
+
+    rows = tf.data.Dataset.from_generator(one_epoch, output_signature=tf.TensorSpec((None,), tf.int64))
+    indices = rows.flat_map(lambda r: tf.data.Dataset.from_tensor_slices(r).batch(batch_size))
+    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def make_dataset(
     slices: SliceSet,
     batch_size: int = 8,
@@ -145,6 +170,7 @@ def make_dataset(
     augment: Augmentation | None = None,
     drop_remainder: bool = False,
     min_last_batch: int = 1,
+    source: str = "generator",
 ):
     """A ``tf.data.Dataset`` of ``(images, masks)`` float32 batches for one pass (an epoch).
 
@@ -158,6 +184,10 @@ def make_dataset(
         drop_remainder: every batch full, with a static batch dimension (TPU).
         min_last_batch: leave out a last batch with fewer rows (a strategy with R replicas
             needs at least R: an empty replica batch fails in batch normalisation).
+        source: ``"generator"`` gathers each batch from the memmaps in Python; ``"graph"`` holds
+            the slices in host memory (a CPU variable) and gathers batches with ``tf.gather``, so the
+            only Python call is one per epoch (its row order) and a TPU host never waits on the GIL.
+            Both give the same batches in the same order.
     """
     import tensorflow as tf
 
@@ -165,18 +195,28 @@ def make_dataset(
     h, w, c = slices.slice_shape
     epoch = {"count": 0}
 
-    def batches():
+    def epoch_rows() -> np.ndarray:
+        """The rows of the next epoch, in order, without a left-out last batch."""
         rng = np.random.default_rng([seed, epoch["count"]])
         epoch["count"] += 1
         rows = _epoch_rows(n, slices.has_lesion, rng, shuffle, balance)
         stop = n - n % batch_size if drop_remainder or n % batch_size < min_last_batch else n
-        for start in range(0, stop, batch_size):
+        return rows[:stop]
+
+    def batches():
+        rows = epoch_rows()
+        for start in range(0, len(rows), batch_size):
             yield slices.gather(rows[start : start + batch_size])
 
     rows_per_batch = batch_size if drop_remainder else None  # static: what a TPU (XLA) compiles for
     spec = (tf.TensorSpec((rows_per_batch, h, w, c), tf.float32), tf.TensorSpec((rows_per_batch, h, w, 1), tf.float32))
     n_batches = n // batch_size if drop_remainder or n % batch_size < min_last_batch else -(-n // batch_size)
-    ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    if source == "graph":
+        ds = _graph_batches(slices, batch_size, epoch_rows, rows_per_batch)
+    elif source == "generator":
+        ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    else:
+        raise ValueError(f"source must be 'generator' or 'graph', not {source!r}")
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras know the epoch length
     if augment is not None:
         layers = augment.layers(seed)

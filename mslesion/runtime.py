@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-__all__ = ["set_seed", "set_deterministic", "determinism_state", "pick_strategy", "set_mixed_precision",
+__all__ = ["input_pipeline", "set_seed", "set_deterministic", "determinism_state", "pick_strategy", "set_mixed_precision",
            "environment"]  # fmt: skip
 
 #: TensorFlow reads this once, at import: "0" turns its oneDNN kernels off (recorded, not changed, here).
@@ -171,6 +171,21 @@ def describe_devices() -> list[dict]:
         devices.append({"kind": "GPU", "name": details.get("device_name", gpu.name),
                         "compute_capability": details.get("compute_capability")})  # fmt: skip
     return devices
+
+
+def input_pipeline(requested: str, devices: list[dict], in_memory: bool) -> str:
+    """The ``make_dataset`` source to train with: ``requested`` unless it is ``"auto"``.
+
+    ``auto`` gathers batches in the TensorFlow graph (``"graph"``) when an accelerator is used and
+    the slices are in host memory: a GPU or TPU fed by a 2-4 core host must not wait on Python per
+    batch. On the CPU alone the Python gather (``"generator"``) costs nothing that matters and keeps
+    memory-mapped slices out of RAM.
+    """
+    if requested not in ("auto", "graph", "generator"):
+        raise ValueError(f"input_pipeline must be auto, graph or generator, not {requested!r}")
+    if requested != "auto":
+        return requested
+    return "graph" if in_memory and devices else "generator"
 
 
 def mixed_precision_policy(devices: list[dict]) -> str:

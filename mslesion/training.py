@@ -86,6 +86,9 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: bool = False  # notebooks: runtime.auto_mixed_precision() (GPUs of compute capability >= 7, TPU)
     jit_compile: bool = False  # XLA; see benchmarks/bench_train.py --jit for what it buys here
+    # how batches are gathered (mslesion.runtime.input_pipeline): auto, graph (tf.gather from host memory) or
+    # generator (Python, from memmaps); the batches are the same, only the speed differs
+    input_pipeline: str = "auto"
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.batchnorm.MAX_MOMENTUM)
@@ -249,7 +252,7 @@ _BACKUP_FILES = (r"epoch_\d+\.weights\.h5", r"epoch_\d+\.json", _TEMP)
 _EVAL_FILES = (r"per_patient\.csv", r"lesions\.csv", r"slices\.csv", r"failures\.csv", r"summary\.json",
                r"examples\.npz", r"masks", r"\.mslesion\.json", _TEMP)  # fmt: skip
 # options that change how a run executes, not what it computes: a resume may change them
-_RUNTIME_FIELDS = frozenset({"cache_gb", "workers"})
+_RUNTIME_FIELDS = frozenset({"cache_gb", "workers", "input_pipeline"})
 # what Keras callbacks reset in on_train_begin and a resume must give back
 _CALLBACK_STATE = {"ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
                    "EarlyStopping": ("best", "wait", "best_epoch", "stopped_epoch")}  # fmt: skip
@@ -790,8 +793,9 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
         # a TPU compiles one program per batch shape: every training batch full
         static = runtime.needs_static_shapes(strategy)
         replicas = int(strategy.num_replicas_in_sync)
+        source = runtime.input_pipeline(config.input_pipeline, runtime.describe_devices(), in_memory)
         train_ds = make_dataset(train_set, global_batch, seed=config.seed, balance=config.balance, augment=augment,
-                                drop_remainder=static, min_last_batch=replicas)  # fmt: skip
+                                drop_remainder=static, min_last_batch=replicas, source=source)  # fmt: skip
         val_ds = make_dataset(val_set, global_batch, shuffle=False, min_last_batch=replicas)
 
         with strategy.scope():
@@ -826,6 +830,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             "replicas": int(strategy.num_replicas_in_sync),
             "global_batch_size": global_batch,
             "static_batch_shapes": static,
+            "input_pipeline_used": source,
             # a last validation batch too small to give every replica a row is left out
             "val_slices_left_out": len(val_set) % global_batch if len(val_set) % global_batch < replicas else 0,
             "dtype_policy": policy,

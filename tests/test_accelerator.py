@@ -37,6 +37,16 @@ def test_one_strategy_per_session():
     assert runtime.pick_strategy("auto") is runtime.pick_strategy("auto")
 
 
+def test_input_pipeline_gathers_in_the_graph_only_for_an_accelerator_with_slices_in_memory():
+    gpu = [{"kind": "GPU", "name": "Tesla T4", "compute_capability": (7, 5)}]
+    assert runtime.input_pipeline("auto", gpu, in_memory=True) == "graph"
+    assert runtime.input_pipeline("auto", gpu, in_memory=False) == "generator"
+    assert runtime.input_pipeline("auto", [], in_memory=True) == "generator"
+    assert runtime.input_pipeline("graph", [], in_memory=False) == "graph"
+    with pytest.raises(ValueError, match="auto, graph or generator"):
+        runtime.input_pipeline("fast", [], True)
+
+
 def test_only_a_tpu_strategy_needs_static_shapes():
     class TPUStrategy:  # the name is what counts: no TPU library needed to tell
         pass
@@ -69,7 +79,8 @@ def test_static_shapes_under_a_two_replica_strategy_on_split_cpu(tmp_path):
     prepare_dataset(tmp_path / "raw", tmp_path / "ds", PrepConfig(size=(32, 32), selection="all",
                     split="train_val_test", test_fraction=0.25, val_fraction=0.25), progress=False)  # fmt: skip
     cfg = {"dataset": str(tmp_path / "ds"), "model": "kuc.unet", "model_params": {"filter_num": [8, 16]},
-           "batch_size": 4, "epochs": 1, "strategy": "mirrored", "run_dir": str(tmp_path / "run")}  # fmt: skip
+           "batch_size": 4, "epochs": 1, "strategy": "mirrored", "run_dir": str(tmp_path / "run"),
+           "input_pipeline": "graph"}  # fmt: skip
     code = f"""
 import json, tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
@@ -79,7 +90,7 @@ from mslesion.datasets import load_slice_set, make_dataset
 runtime.needs_static_shapes = lambda strategy: True  # as under TPUStrategy
 strategy = runtime.pick_strategy("mirrored")
 slices = load_slice_set({str(tmp_path / 'ds')!r}, ["1", "2"])
-ds = strategy.experimental_distribute_dataset(make_dataset(slices, 8, drop_remainder=True))
+ds = strategy.experimental_distribute_dataset(make_dataset(slices, 8, drop_remainder=True, source="graph"))
 shapes = sorted({{tuple(t.shape) for batch in ds for t in strategy.experimental_local_results(batch[0])}})
 training.train(json.loads({json.dumps(json.dumps(cfg))}), verbose=0)
 print("SHAPES", json.dumps(shapes), len(slices))
@@ -93,3 +104,4 @@ print("SHAPES", json.dumps(shapes), len(slices))
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     assert recorded["static_batch_shapes"] is True and recorded["replicas"] == 2
     assert recorded["batch_size_per_replica"] == 4 and recorded["global_batch_size"] == 8
+    assert recorded["input_pipeline_used"] == "graph"

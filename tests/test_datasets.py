@@ -67,3 +67,30 @@ def test_augmentation_transforms_image_and_mask_together(dataset):
     assert not np.array_equal(np.sort(y.reshape(len(y), -1).sum(1)), np.sort(original.reshape(len(y), -1).sum(1)))
     agree = ((x > 0.5) == (y > 0.5)).mean()
     assert agree > 0.99
+
+
+@pytest.mark.parametrize("options", [
+    {"shuffle": True}, {"balance": True}, {"shuffle": False}, {"drop_remainder": True}, {"min_last_batch": 4},
+])  # fmt: skip
+def test_graph_pipeline_gives_the_generator_pipelines_batches(dataset, options):
+    s = load_slice_set(dataset, ["1", "2", "3"])
+    assert len(s) % 7 and len(s) % 7 < 4  # a partial last batch, left out with min_last_batch=4
+    gen = make_dataset(s, batch_size=7, seed=3, **options)
+    graph = make_dataset(s, batch_size=7, seed=3, source="graph", **options)
+    assert int(graph.cardinality()) == int(gen.cardinality())
+    for a, b in zip(epochs(gen, 3), epochs(graph, 3)):
+        assert len(a) == len(b) == int(gen.cardinality())
+        for (xa, ya), (xb, yb) in zip(a, b):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    if options.get("drop_remainder"):
+        assert graph.element_spec[0].shape[0] == 7  # static batch dimension, as a TPU compiles for
+
+
+def test_graph_pipeline_augments_and_rejects_an_unknown_source(dataset):
+    s = load_slice_set(dataset, ["1"])
+    s.images = [m.astype(np.float32) for m in s.masks]
+    x, y = next(iter(make_dataset(s, 16, augment=Augmentation(rotation_deg=20), seed=1, source="graph")))
+    assert set(np.unique(y.numpy())) <= {0.0, 1.0} and ((x.numpy() > 0.5) == (y.numpy() > 0.5)).mean() > 0.99
+    with pytest.raises(ValueError, match="'generator' or 'graph'"):
+        make_dataset(s, 4, source="python")
