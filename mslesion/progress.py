@@ -8,8 +8,9 @@ each epoch then prints, e.g.::
         run ETA 32 min, job ETA 3 h 05 min
 
 The job's ETA assumes the runs still to come take as long per epoch as those measured so far
-(runs differ: it is a plan, not a promise). After the first epoch the job's estimate is
-compared with the platform's session limit (Kaggle: 12 h a session) and a warning printed
+(runs differ: it is a plan, not a promise). A first plan comes from a timed warm-up of a few
+batches of the first run, before its first epoch ends (an epoch on a large cohort can take an
+hour). Each estimate is compared with the platform's session limit (Kaggle: 12 h a session) and a warning printed
 when the job would not fit; ``time_budget_minutes`` caps each run's training time instead
 (:func:`budget_per_run`).
 """
@@ -25,6 +26,8 @@ from collections.abc import Callable
 #: the limit that bounded seed 000's study, section 5.2.1). Colab's free tier ends sessions at ~12 h.
 SESSION_HOURS = {"kaggle": 12.0, "colab": 12.0}
 SHOWN = ("loss", "dice", "val_loss", "val_dice")
+#: Batches timed for the plan printed before the first epoch ends (after two untimed ones).
+WARMUP_BATCHES = 5
 
 
 def format_duration(seconds: float) -> str:
@@ -98,13 +101,33 @@ class JobProgress:
                 f"{format_duration(seconds)}/epoch  run ETA {format_duration(run_left)}, "
                 f"job ETA {format_duration(job_left)}")  # fmt: skip
         self._say(line)
+        self._check_session_limit(job_left)
+        return line
+
+    def warm_up(self, seconds_per_batch: float, steps_per_epoch: int, total: int) -> str | None:
+        """The time plan from the first timed batches, before the first epoch ends (first run only).
+
+        Returns the printed line, or None when epochs have already been measured (their ETA is better).
+        """
+        if self.epoch_seconds:
+            return None
+        epoch = seconds_per_batch * steps_per_epoch
+        run_left = epoch * total
+        job_left = run_left + max(0, self.n_runs - self.run_index) * self.epochs * epoch
+        line = (f"[run {self.run_index}/{self.n_runs} {self.label}] warm-up: {seconds_per_batch:.2f} s/batch -> "
+                f"about {format_duration(epoch)}/epoch, run {format_duration(run_left)}, "
+                f"job {format_duration(job_left)} (validation not included)")  # fmt: skip
+        self._say(line)
+        self._check_session_limit(job_left)
+        return line
+
+    def _check_session_limit(self, job_left: float) -> None:
         limit = SESSION_HOURS.get(self.platform or "")
         if limit and not self.warned and job_left > limit * 3600:
             self.warned = True
             self._say(f"WARNING: at this pace the job needs about {format_duration(job_left)} more, over the "
                       f"{limit:.0f} h a {self.platform} session allows; set TIME_BUDGET (minutes) or fewer EPOCHS/"
                       "runs. A re-run continues where the session stopped.")  # fmt: skip
-        return line
 
     def keras_callback(self):
         """A Keras callback feeding :meth:`epoch_end` (one per run: make it after :meth:`start_run`)."""
@@ -118,6 +141,17 @@ class JobProgress:
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.start = job.clock()
+                self.batch_start = None
+
+            def on_train_batch_end(self, batch, logs=None):
+                # batches 0-1 include tracing and first reads; time the next WARMUP_BATCHES
+                if job.epoch_seconds or batch < 1:
+                    return
+                steps = int(self.params.get("steps") or 0)
+                if batch == 1:
+                    self.batch_start = job.clock()
+                elif batch == 1 + WARMUP_BATCHES and self.batch_start is not None and steps > batch + 1:
+                    job.warm_up((job.clock() - self.batch_start) / WARMUP_BATCHES, steps, self.total)
 
             def on_epoch_end(self, epoch, logs=None):
                 job.epoch_end(epoch, self.total, job.clock() - self.start, dict(logs or {}))

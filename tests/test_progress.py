@@ -44,6 +44,36 @@ def test_a_job_over_the_session_limit_is_a_warning_once():
     assert len([line for line in lines if line.startswith("WARNING")]) == 1  # no limit off Kaggle/Colab
 
 
+def test_warm_up_plans_the_job_and_warns_before_the_first_epoch_ends():
+    lines = []
+    job = JobProgress(n_runs=6, epochs=50, platform="kaggle", write=lines.append)
+    job.start_run("a", 50)
+    # 2 s a batch, 100 batches an epoch: 200 s an epoch, 50 epochs a run, 6 runs = 60,000 s (16.7 h)
+    line = job.warm_up(2.0, 100, 50)
+    assert "2.00 s/batch" in line and "3 min/epoch" in line and "run 2 h 47 min" in line and "job 16 h 40 min" in line
+    assert lines[-1].startswith("WARNING") and "12 h a kaggle session" in lines[-1]
+    job.epoch_end(0, 50, 200.0, {})
+    assert job.warm_up(2.0, 100, 50) is None  # measured epochs give the better ETA
+    assert len([x for x in lines if x.startswith("WARNING")]) == 1
+
+
+def test_the_keras_callback_prints_the_warm_up_plan_in_a_real_fit():
+    import keras
+    import numpy as np
+
+    lines = []
+    ticks = iter(range(1000))
+    job = JobProgress(n_runs=1, epochs=2, write=lines.append, clock=lambda: float(next(ticks)))
+    job.start_run("tiny", 2)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((40, 4), np.float32)
+    model.fit(x, x[:, :1], batch_size=2, epochs=2, verbose=0, callbacks=[job.keras_callback()])
+    plans = [x for x in lines if "warm-up" in x]
+    assert len(plans) == 1 and "/epoch" in plans[0]  # once, in the first epoch only
+    assert sum("epoch 2/2" in x for x in lines) == 1
+
+
 def test_time_budget_split_over_the_runs():
     assert budget_per_run(None, 6) is None
     assert budget_per_run(60, 6) == pytest.approx(9.0)  # a tenth kept for evaluation and saving
