@@ -34,4 +34,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_predict.py
 
 clean:
-	rm -rf $(DATA)/slices/demo $(DATA)/raw/synthetic runs/demo .pytest_cache
+	rm -rf $(DATA)/slices/demo $(DATA)/slices/demo_25d $(DATA)/slices/demo_volumes $(DATA)/raw/synthetic runs/demo .pytest_cache

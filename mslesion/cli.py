@@ -210,6 +210,9 @@ def add_train(subparsers) -> None:
     p.add_argument("--balance", action="store_true", default=None, help="class-balanced slice sampling")
     p.add_argument("--reduce-lr-patience", type=int)
     p.add_argument("--early-stopping-patience", type=int)
+    p.add_argument("--val-fraction", type=float,
+                   help="patients carved from train for validation when the split has none (default 0.1); "
+                        "0: validate on the training patients (one or two patients)")
     p.add_argument("--max-minutes", type=float,
                    help="training-time budget: stop before the epoch that would pass it (--epochs stays the cap)")
     p.add_argument("--lesion-slices-only", action="store_true", default=None,
@@ -239,7 +242,7 @@ def add_train(subparsers) -> None:
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
             "strategy": a.strategy, "mixed_precision": _mixed_precision(a.mixed_precision),
             "deterministic": a.deterministic, "jit_compile": a.jit_compile, "input_pipeline": a.input_pipeline,
-            "max_minutes": a.max_minutes, "lesion_slices_only": a.lesion_slices_only,
+            "max_minutes": a.max_minutes, "lesion_slices_only": a.lesion_slices_only, "val_fraction": a.val_fraction,
         })  # fmt: skip
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "
               f"augment {config.augment}, balance {config.balance}, batch {config.batch_size}, "

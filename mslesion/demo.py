@@ -81,7 +81,7 @@ def run_demo(config: DemoConfig | None = None) -> Path:
     _say("learning-rate search done", start)
     experiments.evaluate_runs(model_runs)
     _say("whole-volume evaluation done", start)
-    native_runs = _native_models(c, raw, slices, runs, common, start) if c.native_models else []
+    native_runs = _native_models(c, slices, runs, common, start) if c.native_models else []
     every = max(1, c.epochs // 4)
     scratch = [r for r in model_runs if "unet_scratch" in str(r) and "r2" not in str(r) and "att" not in str(r)]
     save_json(runs / "demo_config.json", asdict(c))
@@ -105,33 +105,12 @@ def run_demo(config: DemoConfig | None = None) -> Path:
     return report
 
 
-def _native_models(c: DemoConfig, raw: Path, slices: Path, runs: Path, common: dict, start: float) -> list[Path]:
+def _native_models(c: DemoConfig, slices: Path, runs: Path, common: dict, start: float) -> list[Path]:
     """The seeds' own architectures on the same patients and split: 2D pyramid, 2.5D FC-DenseNet, 3D patches."""
     from . import experiments
-    from .patches import prepare_volumes
-    from .prep import PrepConfig, prepare_dataset
-    from .training import train
-    from .training3d import train_3d
 
-    base = {"epochs": c.epochs, "runs_root": str(runs / "native"), **common}
-    pyramid = train({"dataset": str(slices), "model": "native.att_unet_pyramid", "tag": "pyramid",
-                     "model_params": {"filters": [16, 32, 64, 128]}, **base, "learning_rate": 1e-2},
-                    verbose=0, overwrite=c.overwrite)  # fmt: skip
-    triplets = Path(c.data) / "slices" / "demo25d"
-    prep = PrepConfig(size=(c.size, c.size), selection=c.selection, split="train_val_test", test_fraction=0.2,
-                      val_fraction=0.25, seed=c.seed, context=3, crop="brain")  # fmt: skip
-    prepare_dataset(raw, triplets, prep, progress=False, overwrite=c.overwrite)
-    densenet = train({"dataset": str(triplets), "model": "native.fc_densenet", "tag": "sa_convlstm",
-                      "model_params": {"growth_rate": 8, "layers_per_block": 2, "blocks": 3, "initial_filters": 16,
-                                       "dropout": 0.0}, **base}, verbose=0, overwrite=c.overwrite)  # fmt: skip
-    volumes = Path(c.data) / "volumes" / "demo"
-    prepare_volumes(raw, volumes, split="train_val_test", test_fraction=0.2, val_fraction=0.25, seed=c.seed,
-                    overwrite=c.overwrite)
-    r2 = train_3d({"dataset": str(volumes), "model_params": {"filters": [8, 16, 32]}, "patch": (16, 32, 32),
-                   "stride": (8, 16, 16), "batch_size": 4, "epochs": c.epochs_3d, "learning_rate": 3e-3,
-                   "runs_root": str(runs / "native"), "seed": c.seed, "deterministic": c.deterministic},
-                  verbose=0, overwrite=c.overwrite)  # fmt: skip
-    native = [pyramid, densenet, r2]
+    native = experiments.train_native_models(slices, runs / "native", c.epochs, c.epochs_3d, quick=True,
+                                             overwrite=c.overwrite, **common)  # fmt: skip
     experiments.evaluate_runs(native)
     _say("native models (seeds 001-003) trained and evaluated", start)
     return native

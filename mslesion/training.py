@@ -137,7 +137,7 @@ def _parts(config: TrainConfig) -> tuple[list[str], list[str], bool]:
     n_val = max(1, int(round(len(train) * config.val_fraction))) if len(train) > 1 else 0
     if n_val == 0:
         raise ValueError(f"{config.dataset}: one training patient and no validation part; cannot validate "
-                         "(val_fraction=0 validates on the training patient itself)")  # fmt: skip
+                         "(val_fraction=0, mslesion train --val-fraction 0, validates on the training patient itself)")  # fmt: skip
     chosen = set(rng.choice(sorted(train), size=n_val, replace=False).tolist())
     return [p for p in train if p not in chosen], sorted(chosen), True
 

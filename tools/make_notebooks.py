@@ -171,7 +171,10 @@ the VGG16 encoders are then trained, and the tables say so)."""),
 DATASET = "data/slices/ms"      # prepared by notebook 01 (in WORK or an attached earlier output); "synthetic"
 RUNS = "runs/models"
 TUNING_RUNS = "runs/tuning"
+NATIVE_RUNS = "runs/native"
 MODELS = None                   # None: all six keys of mslesion.models.REPORT_MODELS
+NATIVE_MODELS = True            # also the related works' own models (pyramid attention U-Net, FC-DenseNet, 3D R2 att.)
+NATIVE_3D = True                # include the 3D R2 attention U-Net (whole-volume patches; NIfTI data)
 EPOCHS = 50
 TIME_BUDGET = None              # minutes of training for the six models, split over the runs; None: EPOCHS decide
 RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE; "seed000": seed 000's BCE on lesion slices
@@ -204,6 +207,22 @@ report_tables.dice_table(runs)'''),
     new_markdown_cell("Whole-volume, per-patient evaluation of every model on the test patients."),
     new_code_cell('''experiments.evaluate_runs(runs, verbose=True)
 report_tables.patient_summary_table(report_tables.per_patient_table(runs))'''),
+    new_markdown_cell("""The related works' own models on the same patients and split: the pyramid attention U-Net of
+Røvang (2021, University of Oslo) on these slices, the FC-DenseNet with attention and ConvLSTM of Rondinella et al.
+("Boosting multiple sclerosis lesion segmentation through attention mechanism") on brain-cropped slice triplets,
+and the 3D R2 attention U-Net of the F.sh / 3DR2AUNet paper on patches of whole normalised volumes. Notebook 04 compares them with the six above and
+draws the attention gates of the pyramid model."""),
+    new_code_cell('''from IPython.display import display
+
+native = []
+if NATIVE_MODELS:
+    native_dir = workspace.bring_forward(NATIVE_RUNS, work, report_tables.find_runs)
+    native = experiments.train_native_models(dataset, native_dir, EPOCHS, quick=QUICK, include_3d=NATIVE_3D,
+                                             batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC,
+                                             progress=True, verbose=2, time_budget_minutes=TIME_BUDGET,
+                                             derived_root=work / "data" / "slices", **accelerator, **options)
+    experiments.evaluate_runs(native, verbose=True)
+    display(report_tables.patient_summary_table(report_tables.per_patient_table(native)))'''),
     new_markdown_cell("Learning-rate search (keras-tuner grid, objective validation Dice) on the scratch U-Net."),
     new_code_cell('''scratch = REPORT_MODELS["unet_scratch"]
 params = dict(scratch.params, **({"filter_num": experiments.QUICK_FILTERS["scratch"]} if QUICK else {}))
@@ -227,6 +246,7 @@ on the same runs gives identical tables; each output records the runs it came fr
 RUNS = "runs/models"
 BACKBONE_RUNS = "runs/backbones"
 TUNING_RUNS = "runs/tuning"
+NATIVE_RUNS = "runs/native"     # notebook 03's related-work models: comparison table, attention figure
 DATASET = "data/slices/ms"
 EPOCH_STUDY_MODEL = "unet_scratch"  # the run whose history gives the epoch-study table
 EPOCH_EVERY = 25
@@ -247,6 +267,9 @@ if runs_dir is None:
 runs = report_tables.find_runs(runs_dir)
 backbones = workspace.find_prepared(BACKBONE_RUNS, work, report_tables.find_runs, inputs)
 tunings = workspace.find_prepared(TUNING_RUNS, work, report_tables.find_tunings, inputs)
+native_dir = workspace.find_prepared(NATIVE_RUNS, work, report_tables.find_runs, inputs)
+native = report_tables.find_runs(native_dir) if native_dir else []
+pyramid = [r for r in native if "native.att_unet_pyramid" in str(r)]
 dataset = workspace.find_prepared(DATASET, work, "manifest.csv", inputs)
 study = [r for r in runs if r.parent.name.endswith("__" + EPOCH_STUDY_MODEL)]
 print(f"working folder {work}; {len(runs)} runs from {runs_dir}")
@@ -256,6 +279,8 @@ config = report.ReportConfig(
     runs=[str(r) for r in runs],
     backbone_runs=[str(r) for r in report_tables.find_runs(backbones)] if backbones else [],
     tunings=[str(t) for t in report_tables.find_tunings(tunings)] if tunings else [],
+    comparison_runs=[str(r) for r in runs + native] if native else [],
+    attention_run=str(pyramid[0]) if pyramid else None,
     epoch_study_run=str(study[0]) if study else None, epoch_every=EPOCH_EVERY,
     dataset=str(dataset) if dataset else None, out=str(work / OUT), overwrite=OVERWRITE)
 md = report.build_report(config)
@@ -266,6 +291,8 @@ print(f"{len(runs)} runs ->", md)'''),
 ]
 
 for name, cells in (("01_data_prep", NB01), ("02_backbone_comparison", NB02), ("03_model_training", NB03), ("04_results_tables", NB04)):
+    for i, cell in enumerate(cells):
+        cell.id = f"c{i:02d}"  # stable ids: regenerating changes only what the text changed
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     nbformat.write(nb, HERE / f"{name}.ipynb")
