@@ -104,7 +104,10 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     dataset = Path(dataset)
     record = load_json(dataset / "prep_config.json")
     split = {k: record[k] for k in ("split", "test_fraction", "val_fraction", "folds", "seed")}
-    widths = (lambda name: dict(QUICK_NATIVE[name]) if quick else {})  # noqa: E731
+
+    def widths(name: str) -> dict:
+        return dict(QUICK_NATIVE[name]) if quick else {}
+
     job = _job(2 + include_3d, epochs, progress, time_budget_minutes, overrides)
     base = {"epochs": epochs, "runs_root": str(runs_root), **overrides}
     quiet_2d = 0 if job is not None else verbose  # the progress lines replace Keras' own

@@ -87,9 +87,18 @@ class JobProgress:
         total = self.run_epochs if total is None else total
         run_mean = sum(self.run_seconds) / len(self.run_seconds) if self.run_seconds else math.nan
         job_mean = sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else math.nan
-        run_left = (total - epoch_done) * run_mean
-        later_runs = max(0, self.n_runs - self.run_index) * self.epochs * job_mean
-        return run_left, run_left + later_runs
+        return self._plan(total - epoch_done, run_mean, job_mean)
+
+    def _plan(self, epochs_to_go: int, run_epoch: float, job_epoch: float) -> tuple[float, float]:
+        """(this run, the whole job) seconds: this run's epochs to go, then the later runs' epochs."""
+        run_left = epochs_to_go * run_epoch
+        return run_left, run_left + max(0, self.n_runs - self.run_index) * self.epochs * job_epoch
+
+    def _report(self, what: str, job_left: float) -> str:
+        line = f"[run {self.run_index}/{self.n_runs} {self.label}] {what}"
+        self._say(line)
+        self._check_session_limit(job_left)
+        return line
 
     def epoch_end(self, epoch: int, total: int, seconds: float, logs: dict) -> str:
         """Record epoch ``epoch`` (0-based) of ``total``; prints and returns its line."""
@@ -97,12 +106,8 @@ class JobProgress:
         self.epoch_seconds.append(seconds)
         run_left, job_left = self.remaining_seconds(epoch + 1, total)
         scores = "  ".join(f"{k} {float(logs[k]):.3f}" for k in SHOWN if k in logs)
-        line = (f"[run {self.run_index}/{self.n_runs} {self.label}] epoch {epoch + 1}/{total}  {scores}  "
-                f"{format_duration(seconds)}/epoch  run ETA {format_duration(run_left)}, "
-                f"job ETA {format_duration(job_left)}")  # fmt: skip
-        self._say(line)
-        self._check_session_limit(job_left)
-        return line
+        return self._report(f"epoch {epoch + 1}/{total}  {scores}  {format_duration(seconds)}/epoch  "
+                            f"run ETA {format_duration(run_left)}, job ETA {format_duration(job_left)}", job_left)
 
     def warm_up(self, seconds_per_batch: float, steps_per_epoch: int, total: int) -> str | None:
         """The time plan from the first timed batches, before the first epoch ends (first run only).
@@ -112,14 +117,10 @@ class JobProgress:
         if self.epoch_seconds:
             return None
         epoch = seconds_per_batch * steps_per_epoch
-        run_left = epoch * total
-        job_left = run_left + max(0, self.n_runs - self.run_index) * self.epochs * epoch
-        line = (f"[run {self.run_index}/{self.n_runs} {self.label}] warm-up: {seconds_per_batch:.2f} s/batch -> "
-                f"about {format_duration(epoch)}/epoch, run {format_duration(run_left)}, "
-                f"job {format_duration(job_left)} (validation not included)")  # fmt: skip
-        self._say(line)
-        self._check_session_limit(job_left)
-        return line
+        run_left, job_left = self._plan(total, epoch, epoch)
+        return self._report(f"warm-up: {seconds_per_batch:.2f} s/batch -> about {format_duration(epoch)}/epoch, "
+                            f"run {format_duration(run_left)}, job {format_duration(job_left)} "
+                            "(validation not included)", job_left)  # fmt: skip
 
     def _check_session_limit(self, job_left: float) -> None:
         limit = SESSION_HOURS.get(self.platform or "")
