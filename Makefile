@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-## demo: the main job, end to end, on the built-in synthetic cohort (~10 min on 2 cores)
+## demo: the main job, end to end, on the built-in synthetic cohort (~20 min on 2 cores)
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/mslesion demo --data $(DATA) --runs runs/demo --out results --patients $(PATIENTS) --overwrite
 	@echo "tables: results/tables/  figures: results/figures/  everything on one page: results/report.md"

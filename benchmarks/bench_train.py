@@ -17,9 +17,11 @@ On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
 and prints the ratio pipeline / fastest model (target: >= 5x, i.e. the
 pipeline never starves the model). ``--jit`` times each model a second time
 with XLA (``jit_compile=True``, ``mslesion train --jit-compile``) and prints the
-ratio XLA / plain, both measured in the same run. Run: ``python
+ratio XLA / plain, both measured in the same run. ``--augment-step`` times each
+model again with the paired augmentation inside its train step (where ``train``
+puts it on a GPU) and prints augmented / plain. Run: ``python
 benchmarks/bench_train.py [--models sm.unet:mobilenetv2 kuc.unet:VGG16 ...]
-[--steps 5] [--jit]``.
+[--steps 5] [--jit] [--augment-step]``.
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ def pipeline_rate(slices, batch: int, augment: bool, batches: int, source: str =
 
 
 def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
-               params: dict | None = None, jit_compile: bool = False) -> tuple[float, int]:  # fmt: skip
+               params: dict | None = None, jit_compile: bool = False,
+               augment_in_step: bool = False) -> tuple[float, int]:  # fmt: skip
     import keras
+
+    from mslesion.augmentation import Augmentation, augment_in_train_step
 
     from mslesion.models import build_model, count_params
 
@@ -68,6 +73,8 @@ def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
             params["encoder"] = "frozen"  # seed 000 table 6.1: frozen VGG16 encoder
     model = build_model(name, input_shape=x.shape[1:], **params)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", jit_compile=jit_compile)
+    if augment_in_step:
+        augment_in_train_step(model, Augmentation(), seed=0)
     for _ in range(warmup):
         model.train_on_batch(x, y)
     times = []
@@ -91,7 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pipeline-rounds", type=int, default=3, help="timings per pipeline variant (median)")
     p.add_argument("--no-3d", action="store_true", help="skip the 3D patch model")
     p.add_argument("--jit", action="store_true", help="also time each model XLA-compiled (jit_compile=True)")
+    p.add_argument("--augment-step", action="store_true",
+                   help="also time each model with the paired augmentation inside its train step (augment_on=device)")
     a = p.parse_args(argv)
+    from mslesion import QUIET_TENSORFLOW
+    from mslesion.quiet_import import import_tensorflow
+
+    import_tensorflow(quiet=QUIET_TENSORFLOW)  # without its start-up lines, as the CLI
 
     from mslesion.datasets import load_slice_set
     from mslesion.prep import PrepConfig, prepare_dataset, read_manifest
@@ -127,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  XLA {spec:<22} {jit_rate:8.2f} img/s  XLA / plain {jit_rate / rate:.2f}x")
                 except Exception as exc:  # noqa: BLE001 - some layers do not compile; say so and go on
                     print(f"  XLA {spec:<22} does not compile: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            if a.augment_step:
+                aug_rate, _ = model_rate(spec, x, y, a.warmup, a.steps, augment_in_step=True)
+                print(f"  augmentation in the step {aug_rate:8.2f} img/s  augmented / plain {aug_rate / rate:.2f}x")
     fastest = max(rates.values())
     print(f"pipeline / fastest model: {plain / fastest:.1f}x plain, {augmented / fastest:.1f}x augmented (target >= 5x)")
     if not a.no_3d:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augmentation import Augmentation, apply_paired
 from .prep import open_case, read_manifest
 from .splits import load_splits
 
@@ -94,37 +95,6 @@ def load_slice_set(dataset_dir: str | Path, patients: list[str], mmap: bool = Tr
     if len(shapes) != 1:
         raise ValueError(f"{dataset_dir}: patients have different slice shapes {sorted(shapes)}")
     return SliceSet(images, masks, np.concatenate(index).astype(np.int64), np.concatenate(lesion), kept)
-
-
-@dataclass
-class Augmentation:
-    """Random geometric augmentation applied identically to image and mask (seeds 003, 004).
-
-    Attributes:
-        flip: horizontal flips (left-right).
-        rotation_deg: maximum rotation either way.
-        shift: maximum translation as a fraction of the size.
-        zoom: maximum zoom in/out as a fraction.
-    """
-
-    flip: bool = True
-    rotation_deg: float = 10.0
-    shift: float = 0.05
-    zoom: float = 0.1
-
-    def layers(self, seed: int):
-        import keras
-
-        out = []
-        if self.flip:
-            out.append(keras.layers.RandomFlip("horizontal", seed=seed))
-        if self.rotation_deg:
-            out.append(keras.layers.RandomRotation(self.rotation_deg / 360.0, fill_mode="constant", seed=seed + 1))
-        if self.shift:
-            out.append(keras.layers.RandomTranslation(self.shift, self.shift, fill_mode="constant", seed=seed + 2))
-        if self.zoom:
-            out.append(keras.layers.RandomZoom(self.zoom, fill_mode="constant", seed=seed + 3))
-        return out
 
 
 def _epoch_rows(n: int, has_lesion: np.ndarray, rng: np.random.Generator, shuffle: bool, balance: bool) -> np.ndarray:
@@ -220,12 +190,5 @@ def make_dataset(
     ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))  # lets Keras know the epoch length
     if augment is not None:
         layers = augment.layers(seed)
-
-        def apply(x, y):
-            both = tf.concat([x, y], axis=-1)
-            for layer in layers:
-                both = layer(both, training=True)
-            return both[..., :c], tf.cast(both[..., c:] > 0.5, tf.float32)
-
-        ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: apply_paired(layers, x, y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

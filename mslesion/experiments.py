@@ -93,7 +93,8 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     ``<dataset>_25d`` and ``<dataset>_volumes`` from the source recorded in its ``prep_config.json``,
     with its seed and fractions. The first run is the pyramid one (the report's attention figure).
     ``overrides`` go to the 2D runs (loss, batch_size, ...); ``progress``/``time_budget_minutes`` as in
-    :func:`train_report_models` (the 3D run prints Keras' own epoch lines with ``verbose``).
+    :func:`train_report_models`, for the 3D run too (its ``max_minutes`` from the budget). The derived datasets
+    are prepared (and their split checked) before any training starts.
     """
     from .fileio import load_json
     from .patches import prepare_volumes
@@ -108,33 +109,36 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     def widths(name: str) -> dict:
         return dict(QUICK_NATIVE[name]) if quick else {}
 
-    job = _job(2 + include_3d, epochs, progress, time_budget_minutes, overrides)
-    base = {"epochs": epochs, "runs_root": str(runs_root), **overrides}
-    quiet_2d = 0 if job is not None else verbose  # the progress lines replace Keras' own
-    runs = [train({"dataset": str(dataset), "model": "native.att_unet_pyramid", "tag": "pyramid",
-                   "model_params": widths("native.att_unet_pyramid"), **base, "learning_rate": 1e-2},
-                  verbose=quiet_2d, overwrite=overwrite, progress=job)]  # fmt: skip
+    # the derived datasets first: a folder that cannot be written, or gives another split, stops the job
+    # before any training
     derived = Path(derived_root) if derived_root is not None else dataset.parent
     triplets = derived / (dataset.name + "_25d")
     prep = PrepConfig(**{k: record[k] for k in ("layout", "modalities", "selection", "size", "normalisation")},
                       context=3, crop="brain", **split)  # fmt: skip
     prepare_dataset(record["source"], triplets, prep, progress=False, overwrite=overwrite)
     _same_split(dataset, triplets)
-    runs.append(train({"dataset": str(triplets), "model": "native.fc_densenet", "tag": "sa_convlstm",
-                       "model_params": widths("native.fc_densenet"), **base}, verbose=quiet_2d, overwrite=overwrite,
-                      progress=job))  # fmt: skip
+    volumes = derived / (dataset.name + "_volumes")
     if include_3d:
-        volumes = derived / (dataset.name + "_volumes")
         prepare_volumes(record["source"], volumes, modalities=record["modalities"], layout=record["layout"],
                         **split, overwrite=overwrite)  # fmt: skip
         _same_split(dataset, volumes)
-        params = widths("native.r2_att_unet_3d")
+
+    job = _job(2 + include_3d, epochs, progress, time_budget_minutes, overrides)
+    base = {"epochs": epochs, "runs_root": str(runs_root), **overrides}
+    quiet = 0 if job is not None else verbose  # the progress lines replace Keras' own
+    runs = [train({"dataset": str(dataset), "model": "native.att_unet_pyramid", "tag": "pyramid",
+                   "model_params": widths("native.att_unet_pyramid"), **base, "learning_rate": 1e-2},
+                  verbose=quiet, overwrite=overwrite, progress=job)]  # fmt: skip
+    runs.append(train({"dataset": str(triplets), "model": "native.fc_densenet", "tag": "sa_convlstm",
+                       "model_params": widths("native.fc_densenet"), **base}, verbose=quiet, overwrite=overwrite,
+                      progress=job))  # fmt: skip
+    if include_3d:
         patch = {"patch": (16, 32, 32), "stride": (8, 16, 16)} if quick else {}
-        runs.append(train_3d({"dataset": str(volumes), "model_params": params, **patch, "epochs": epochs_3d or epochs,
-                              "learning_rate": 3e-3, "batch_size": 4 if quick else 2, "runs_root": str(runs_root),
-                              "seed": overrides.get("seed", 0),
-                              "deterministic": overrides.get("deterministic", False)},
-                             verbose=verbose, overwrite=overwrite))  # fmt: skip
+        shared = {k: overrides[k] for k in ("seed", "deterministic", "max_minutes") if k in overrides}
+        runs.append(train_3d({"dataset": str(volumes), "model_params": widths("native.r2_att_unet_3d"), **patch,
+                              "epochs": epochs_3d or epochs, "learning_rate": 3e-3, "batch_size": 4 if quick else 2,
+                              "runs_root": str(runs_root), **shared},
+                             verbose=quiet, overwrite=overwrite, progress=job))  # fmt: skip
     return runs
 
 

@@ -188,6 +188,28 @@ def input_pipeline(requested: str, devices: list[dict], in_memory: bool) -> str:
     return "graph" if in_memory and devices else "generator"
 
 
+def augment_place(requested: str, devices: list[dict], jit_compile: bool) -> str:
+    """Where augmentation runs: ``"host"`` (a ``tf.data`` map) or ``"device"`` (in the train step).
+
+    ``auto``: on the device when a GPU trains without XLA, so 2-4 host cores never cap it. On a
+    TPU and with ``jit_compile`` the host: the warps use an op XLA cannot compile (see
+    :mod:`mslesion.augmentation`); TPU hosts have many cores. On the CPU alone both places are the
+    same cores, and the host map overlaps with the step.
+
+    Raises:
+        ValueError: an unknown place, or ``"device"`` where XLA compiles the step.
+    """
+    if requested not in ("auto", "host", "device"):
+        raise ValueError(f"augment_on must be auto, host or device, not {requested!r}")
+    xla = jit_compile or any(d["kind"] == "TPU" for d in devices)
+    if requested == "device" and xla:
+        raise ValueError("augment_on='device' needs a step XLA does not compile (no TPU, no jit_compile): "
+                         "Keras' rotation/zoom warp (ImageProjectiveTransformV3) has no XLA kernel; use 'host'")  # fmt: skip
+    if requested != "auto":
+        return requested
+    return "device" if not xla and any(d["kind"] == "GPU" for d in devices) else "host"
+
+
 def mixed_precision_policy(devices: list[dict]) -> str:
     """The dtype policy that pays on ``devices`` (see :func:`describe_devices`).
 

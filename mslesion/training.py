@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, outputs
+from .augmentation import augment_in_train_step
 from .datasets import Augmentation, load_slice_set, make_dataset, split_patients_of
 from .errors import DataError
 from .fileio import atomic_path, crash_point, load_json, save_json, save_text
@@ -89,6 +90,8 @@ class TrainConfig:
     # how batches are gathered (mslesion.runtime.input_pipeline): auto, graph (tf.gather from host memory) or
     # generator (Python, from memmaps); the batches are the same, only the speed differs
     input_pipeline: str = "auto"
+    # where augmentation runs (mslesion.runtime.augment_place): auto, host (tf.data map) or device (train step)
+    augment_on: str = "auto"
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.batchnorm.MAX_MOMENTUM)
@@ -252,7 +255,7 @@ _BACKUP_FILES = (r"epoch_\d+\.weights\.h5", r"epoch_\d+\.json", _TEMP)
 _EVAL_FILES = (r"per_patient\.csv", r"lesions\.csv", r"slices\.csv", r"failures\.csv", r"summary\.json",
                r"examples\.npz", r"masks", r"\.mslesion\.json", _TEMP)  # fmt: skip
 # options that change how a run executes, not what it computes: a resume may change them
-_RUNTIME_FIELDS = frozenset({"cache_gb", "workers", "input_pipeline"})
+_RUNTIME_FIELDS = frozenset({"cache_gb", "workers", "input_pipeline", "augment_on"})
 # what Keras callbacks reset in on_train_begin and a resume must give back
 _CALLBACK_STATE = {"ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
                    "EarlyStopping": ("best", "wait", "best_epoch", "stopped_epoch")}  # fmt: skip
@@ -793,8 +796,11 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
         # a TPU compiles one program per batch shape: every training batch full
         static = runtime.needs_static_shapes(strategy)
         replicas = int(strategy.num_replicas_in_sync)
-        source = runtime.input_pipeline(config.input_pipeline, runtime.describe_devices(), in_memory)
-        train_ds = make_dataset(train_set, global_batch, seed=config.seed, balance=config.balance, augment=augment,
+        devices = runtime.describe_devices()
+        source = runtime.input_pipeline(config.input_pipeline, devices, in_memory)
+        augment_on = runtime.augment_place(config.augment_on, devices, config.jit_compile) if augment else None
+        train_ds = make_dataset(train_set, global_batch, seed=config.seed, balance=config.balance,
+                                augment=augment if augment_on == "host" else None,
                                 drop_remainder=static, min_last_batch=replicas, source=source)  # fmt: skip
         val_ds = make_dataset(val_set, global_batch, shuffle=False, min_last_batch=replicas)
 
@@ -810,6 +816,8 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
                 metrics=keras_metrics.default_metrics(config.threshold),
                 jit_compile=config.jit_compile,
             )
+            if augment_on == "device":
+                augment_in_train_step(model, augment, config.seed)
         steps_per_epoch = len(train_set) // global_batch + (0 if static or len(train_set) % global_batch < replicas else 1)
         steps = steps_per_epoch * config.epochs
         momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
@@ -831,6 +839,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             "global_batch_size": global_batch,
             "static_batch_shapes": static,
             "input_pipeline_used": source,
+            "augment_on_used": augment_on,
             # a last validation batch too small to give every replica a row is left out
             "val_slices_left_out": len(val_set) % global_batch if len(val_set) % global_batch < replicas else 0,
             "dtype_policy": policy,

@@ -35,8 +35,9 @@ from .evaluation import EvalConfig, _slice_rows, _summary, evaluate_volume, writ
 from .fileio import load_json, save_json
 from .lesions import bracket_rows
 from .patches import PatchSampler, open_volume, sliding_window_predict
-from .training import (EpochTimer, _crash, _done, _finished, _fit_resumably, _fitted, _load_fitted, _parts,
-                       _save_model, _started, check_run_inputs, config_from_dict, open_run, write_run_records)
+from .training import (EpochTimer, TimeBudget, _crash, _done, _finished, _fit_resumably, _fitted, _load_fitted,
+                       _parts, _save_model, _started, check_run_inputs, config_from_dict, open_run,
+                       write_run_records)
 
 __all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
 
@@ -71,6 +72,7 @@ class Train3DConfig:
     mixed_precision: bool = False
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
+    max_minutes: float | None = None  # stop before the epoch that would pass this training time (epochs stays the cap)
     runs_root: str = "runs"
     tag: str = "base"
     run_dir: str | None = None
@@ -110,7 +112,7 @@ def _epoch_setter(sampler: PatchSampler):
     return _SetEpoch()
 
 
-def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool = False) -> Path:
+def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool = False, progress=None) -> Path:
     """Train one 3D model on one fold of prepared volumes; returns the run folder (see module doc).
 
     Run folders behave as the 2D runner's (:func:`mslesion.training.train`):
@@ -120,6 +122,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
 
     Args:
         overwrite: start the run afresh: what an earlier run wrote in the folder is removed first.
+        progress: a :class:`mslesion.progress.JobProgress`, as for :func:`mslesion.training.train`.
 
     Raises:
         OutputError: the run folder holds files mslesion did not write, or overlaps the dataset.
@@ -136,7 +139,11 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
     check_run_inputs(config, "prep3d_config.json")
     train_ids, val_ids, carved = _parts(config)
     with open_run(config, "run3d", overwrite=overwrite) as (run, state):
+        if progress is not None:
+            progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
         if _finished(run, state):
+            if progress is not None:
+                progress.skip_run("already finished: skipped")
             return run
         runtime.set_seed(config.seed)
         runtime.set_deterministic(config.deterministic)
@@ -177,6 +184,11 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
             if config.reduce_lr_patience:
                 callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
                                                                    patience=config.reduce_lr_patience))  # fmt: skip
+            if progress is not None:
+                callbacks.append(progress.keras_callback())
+                verbose = 0
+            if config.max_minutes:
+                callbacks.append(TimeBudget(config.max_minutes, run))
             done = _fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
             state = _fitted(run, model, state, done)
         _save_model(model, run / "final.keras", "final_model")

@@ -80,7 +80,7 @@ def test_static_shapes_under_a_two_replica_strategy_on_split_cpu(tmp_path):
                     split="train_val_test", test_fraction=0.25, val_fraction=0.25), progress=False)  # fmt: skip
     cfg = {"dataset": str(tmp_path / "ds"), "model": "kuc.unet", "model_params": {"filter_num": [8, 16]},
            "batch_size": 4, "epochs": 1, "strategy": "mirrored", "run_dir": str(tmp_path / "run"),
-           "input_pipeline": "graph"}  # fmt: skip
+           "input_pipeline": "graph", "augment": True, "augment_on": "device"}  # fmt: skip
     code = f"""
 import json, tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
@@ -105,3 +105,4 @@ print("SHAPES", json.dumps(shapes), len(slices))
     assert recorded["static_batch_shapes"] is True and recorded["replicas"] == 2
     assert recorded["batch_size_per_replica"] == 4 and recorded["global_batch_size"] == 8
     assert recorded["input_pipeline_used"] == "graph"
+    assert recorded["augment_on_used"] == "device"  # the paired augmentation ran in each replica's train step
