@@ -322,6 +322,7 @@ def add_models(subparsers) -> None:
 
 def add_evaluate(subparsers) -> None:
     from .evaluation import EvalConfig
+    from .tta import TTA_MODES
     from .inference import CHECKPOINTS
 
     d = EvalConfig()
@@ -338,21 +339,30 @@ def add_evaluate(subparsers) -> None:
                    help="fraction of a lesion that must be predicted to count as found (0: any overlap)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--write-masks", action="store_true", help="save predicted masks (NIfTI with the source affine)")
-    p.add_argument("--out-dir", help="output folder (default <run>/eval_<part>); only with one run")
+    p.add_argument("--out-dir", help="output folder (default <run>/eval_<part>[_tta-<mode>]); one run or --ensemble")
     p.add_argument("--overwrite", action="store_true", help="replace an evaluation written there before")
+    p.add_argument("--tta", choices=TTA_MODES, default=d.tta,
+                   help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
+    p.add_argument("--ensemble", action="store_true",
+                   help="score the run folders as one ensemble (mean probability; needs --out-dir)")
 
     def run(a):
         from .evaluation import evaluate
 
-        if a.out_dir and len(a.run_dir) > 1:
-            raise SystemExit("--out-dir needs a single run folder")
-        for run_dir in a.run_dir:
+        if a.out_dir and len(a.run_dir) > 1 and not a.ensemble:
+            raise SystemExit("--out-dir needs a single run folder, or --ensemble")
+        if a.ensemble and not a.out_dir:
+            raise SystemExit("--ensemble needs --out-dir: the evaluation belongs to no single run")
+        groups = [a.run_dir] if a.ensemble else [[r] for r in a.run_dir]
+        for first, *more in groups:
             config = EvalConfig(part=a.part, source=a.source, layout=a.layout, patients=a.patients,
                                 checkpoint=a.checkpoint, threshold=a.threshold, connectivity=a.connectivity,
                                 detection_fraction=a.detection_fraction, batch_size=a.batch_size,
-                                write_masks=a.write_masks, out_dir=a.out_dir, overwrite=a.overwrite)  # fmt: skip
-            print(f"evaluating {run_dir}")
-            out = evaluate(run_dir, config)
+                                write_masks=a.write_masks, out_dir=a.out_dir, overwrite=a.overwrite, tta=a.tta,
+                                ensemble=[str(m) for m in more] or None)  # fmt: skip
+            print(f"evaluating {first}" + (f" with {len(more)} more run(s) as one ensemble" if more else "")
+                  + (f", test-time augmentation {a.tta}" if a.tta != "none" else ""))  # fmt: skip
+            out = evaluate(first, config)
             print(f"per-patient results: {out / 'per_patient.csv'}")
 
     p.set_defaults(run=run)
@@ -361,9 +371,11 @@ def add_evaluate(subparsers) -> None:
 def add_predict(subparsers) -> None:
     from .cohort import LAYOUTS
     from .inference import CHECKPOINTS
+    from .tta import TTA_MODES
 
     p = subparsers.add_parser("predict", help="segment new patients with a trained run: mask NIfTI files + lesions.csv")
-    p.add_argument("run_dir", type=Path, help="run folder from mslesion train")
+    p.add_argument("run_dir", type=Path, nargs="+",
+                   help="run folder from mslesion train; several: one ensemble (mean probability)")
     p.add_argument("inputs", type=Path, help="a FLAIR .nii.gz, a folder of them, or a dataset folder")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model", help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
@@ -374,13 +386,16 @@ def add_predict(subparsers) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--overwrite", action="store_true", help="replace a predictions folder mslesion wrote at OUT before")
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
 
     def run(a):
         from .predict import predict
 
-        result = predict(a.run_dir, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
+        runs = a.run_dir[0] if len(a.run_dir) == 1 else a.run_dir
+        result = predict(runs, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
                          _pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size,
-                         overwrite=a.overwrite)  # fmt: skip
+                         overwrite=a.overwrite, tta=a.tta)  # fmt: skip
         if result.predicted:
             print(f"lesion summary: {result.lesions_csv}")
         else:

@@ -32,7 +32,8 @@ from . import __version__
 from .cohort import discover_cases
 from .errors import MslesionError
 from .fileio import atomic_path, save_json, save_text
-from .inference import TrainedRun, open_run, predict_volume, read_run_config, write_mask
+from .inference import TrainedRun, open_runs, predict_volume, read_run_config, write_mask
+from .tta import transforms
 from .lesions import bracket_rows, compute_lesion_metrics
 from .loading import load_case
 from .outputs import check_inside, output_dir
@@ -67,6 +68,8 @@ class EvalConfig:
     examples_per_tertile: int = 1
     out_dir: str | None = None
     overwrite: bool = False  # replace an evaluation written before at the output folder
+    tta: str = "none"  # test-time augmentation (mslesion.tta): none, flip, flip+rot90
+    ensemble: list[str] | None = None  # more runs whose probabilities are averaged with the run's (needs out_dir)
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalConfig:
@@ -129,7 +132,10 @@ def _inputs(run: TrainedRun, config: EvalConfig) -> list:
 def _default_out(run_dir: Path, config: EvalConfig) -> Path:
     if config.out_dir:
         return Path(config.out_dir)
-    return run_dir / (f"eval_{Path(config.source).name}" if config.source else f"eval_{config.part}")
+    if config.ensemble:
+        raise ValueError(f"{run_dir}: an ensemble's evaluation belongs to no single run; give out_dir (--out)")
+    name = f"eval_{Path(config.source).name}" if config.source else f"eval_{config.part}"
+    return run_dir / (name if config.tta == "none" else f"{name}_tta-{config.tta}")
 
 
 def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbose: bool = True) -> Path:
@@ -144,17 +150,21 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     run_dir = Path(run_dir)
     if "patch" in read_run_config(run_dir):  # a 3D patch run (mslesion train3d)
         return _evaluate_3d(run_dir, config, verbose)
-    run = open_run(run_dir, config.checkpoint)
-    cases, rejected, label = _cases(run, config)
+    transforms(config.tta)  # an unknown mode, and an ensemble without out_dir, fail before any model is loaded
     out = _default_out(run_dir, config)
-    with output_dir(out, "evaluation", overwrite=config.overwrite, inputs=_inputs(run, config)) as tmp:
-        _score(run, cases, rejected, label, config, tmp, verbose)
+    members = open_runs([run_dir, *map(Path, config.ensemble or [])], config.checkpoint)
+    run = members[0]
+    cases, rejected, label = _cases(run, config)
+    inputs = _inputs(run, config) + [str(m.run_dir) for m in members[1:]]
+    with output_dir(out, "evaluation", overwrite=config.overwrite, inputs=inputs) as tmp:
+        _score(run, cases, rejected, label, config, tmp, verbose, members)
     return out
 
 
 def _score(run: TrainedRun, cases: list, rejected: list[dict], label: str, config: EvalConfig, out: Path,
-           verbose: bool) -> None:  # fmt: skip
-    """Evaluate ``cases`` and write every table into ``out``."""
+           verbose: bool, members: list[TrainedRun] | None = None) -> None:  # fmt: skip
+    """Evaluate ``cases`` and write every table into ``out``; ``members``: an ensemble including ``run``."""
+    members = members or [run]
     rows, bracket_table, slice_rows, candidates = [], [], [], []
     failures = list(rejected)
     for case in cases:
@@ -165,7 +175,7 @@ def _score(run: TrainedRun, cases: list, rejected: list[dict], label: str, confi
             if verbose:
                 print(f"  FAILED {case.patient_id}: {exc}")
             continue
-        prob = predict_volume(run, loaded, config.batch_size)
+        prob = predict_volume(members, loaded, config.batch_size, config.tta)
         pred = prob > config.threshold
         row, lesions = evaluate_volume(loaded.mask, pred, loaded.spacing_zhw_mm, config.connectivity,
                                        config.detection_fraction)  # fmt: skip
@@ -189,6 +199,8 @@ def _score(run: TrainedRun, cases: list, rejected: list[dict], label: str, confi
     per_patient = write_tables(out, rows, bracket_table, slice_rows, failures)
     _save_examples(out / "examples.npz", candidates, config.examples_per_tertile)
     summary = _summary(run, config, label, per_patient, slice_rows, failures)
+    summary["members"] = [str(m.run_dir) for m in members]
+    summary["tta"] = config.tta
     save_json(out / "summary.json", summary)
     if verbose:
         print(f"  {describe_trust(summary['trust'])}")
@@ -199,6 +211,8 @@ def _evaluate_3d(run_dir: Path, config: EvalConfig, verbose: bool) -> Path:
 
     if config.source:
         raise ValueError(f"{run_dir}: a 3D run evaluates the patients of its prepared volumes; --source is 2D only")
+    if config.tta != "none" or config.ensemble:
+        raise ValueError(f"{run_dir}: test-time augmentation and ensembles are for 2D runs so far, not 3D patch runs")
     return evaluate_3d(run_dir, config.part, config.checkpoint, config.threshold, config.connectivity,
                        config.detection_fraction, config.write_masks, patients=config.patients,
                        out_dir=config.out_dir, verbose=verbose, overwrite=config.overwrite)  # fmt: skip

@@ -10,6 +10,7 @@ and header (NIfTI), or as one ``*_pred_mask.tif`` per slice for TIFF datasets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ __all__ = [
     "checkpoint_path",
     "TrainedRun",
     "open_run",
+    "open_runs",
     "check_run",
     "read_run_config",
     "run_prep_config",
@@ -154,27 +156,82 @@ def open_run(run_dir: str | Path, checkpoint: str = "model") -> TrainedRun:
     return TrainedRun(run_dir, path.stem, model, PrepConfig.from_dict(record), config, record)
 
 
-def predict_slices(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """``(N, S, S, C)`` model-grid slices -> ``(N, S, S)`` float32 lesion probabilities."""
+def predict_slices(model, images: np.ndarray, batch_size: int = 16, tta: str = "none") -> np.ndarray:
+    """``(N, S, S, C)`` model-grid slices -> ``(N, S, S)`` float32 lesion probabilities.
+
+    ``tta``: test-time augmentation (:data:`mslesion.tta.TTA_MODES`), the mean over its transforms.
+    """
+    from .tta import predict_tta, transforms
+
+    transforms(tta)  # an unknown mode fails before any prediction
     if len(images) == 0:
         return np.zeros((0, *images.shape[1:3]), np.float32)
     expected = tuple(model.input_shape[1:])
     if tuple(images.shape[1:]) != expected and None not in expected:
         raise ValueError(f"slices have shape {images.shape[1:]} but the model expects {expected}")
-    out = model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0)
-    return np.asarray(out, np.float32)[..., 0]
+
+    def once(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0), np.float32)[..., 0]
+
+    return predict_tta(once, np.asarray(images, np.float32), tta)
 
 
-def predict_volume(run: TrainedRun, case: LoadedCase, batch_size: int = 16) -> np.ndarray:
-    """Lesion probability for every voxel of ``case`` on its canonical ``(Z, H, W)`` stack."""
-    kwargs = {**run.prep.slicing_kwargs(), "selection": "all"}
+def open_runs(run_dirs: Sequence[str | Path], checkpoint: str = "model") -> list[TrainedRun]:
+    """Open the members of an ensemble; they must prepare slices alike (one slicing serves them all).
+
+    Raises:
+        ValueError: no run, or two members whose preparation or input shape differ.
+        RunNotFoundError, DamagedCheckpointError: as :func:`open_run`.
+    """
+    if not run_dirs:
+        raise ValueError("an ensemble needs at least one run")
+    for run_dir in run_dirs[1:]:  # cheap checks before any model is loaded
+        _same_preparation(run_dirs[0], run_dir, checkpoint)
+    runs = [open_run(r, checkpoint) for r in run_dirs]
+    for run in runs[1:]:
+        if run.input_shape != runs[0].input_shape:
+            raise ValueError(f"{run.run_dir}: its model takes {run.input_shape}, but {runs[0].run_dir}'s takes "
+                             f"{runs[0].input_shape}; an ensemble's members must take the same slices")  # fmt: skip
+    return runs
+
+
+def _same_preparation(first: str | Path, other: str | Path, checkpoint: str) -> None:
+    a = PrepConfig.from_dict(check_run(first, checkpoint)[1])
+    b = PrepConfig.from_dict(check_run(other, checkpoint)[1])
+    # which slices were kept for training does not matter here: prediction slices every one
+    ignore = {"selection", "entropy_threshold_bits", "min_foreground_fraction"}
+    diff = {k: (v, b.slicing_kwargs()[k]) for k, v in a.slicing_kwargs().items()
+            if k not in ignore and b.slicing_kwargs()[k] != v}  # fmt: skip
+    if a.modalities != b.modalities:
+        diff["modalities"] = (a.modalities, b.modalities)
+    if diff:
+        shown = ", ".join(f"{k} {x!r} vs {y!r}" for k, (x, y) in sorted(diff.items()))
+        raise ValueError(f"{other}: prepared unlike {first} ({shown}); an ensemble's members must share "
+                         "their preparation")  # fmt: skip
+
+
+def predict_volume(run: TrainedRun | Sequence[TrainedRun], case: LoadedCase, batch_size: int = 16,
+                   tta: str = "none") -> np.ndarray:  # fmt: skip
+    """Lesion probability for every voxel of ``case`` on its canonical ``(Z, H, W)`` stack.
+
+    ``run``: one run, or the members of an ensemble (:func:`open_runs`), whose probabilities are
+    averaged (a running sum: one array whatever the number of members). ``tta``: see
+    :func:`predict_slices`.
+    """
+    members = list(run) if isinstance(run, (list, tuple)) else [run]
+    first = members[0]
+    kwargs = {**first.prep.slicing_kwargs(), "selection": "all"}
     sliced = slice_case(case.stack, case.mask, case.modalities, case.spacing_zhw_mm, **kwargs)
-    if tuple(sliced.images.shape[1:]) != run.input_shape:
+    if tuple(sliced.images.shape[1:]) != first.input_shape:
         raise ValueError(
             f"patient {case.patient_id}: prepared slices have shape {sliced.images.shape[1:]} but the model of "
-            f"{run.run_dir} expects {run.input_shape}; modalities {case.modalities} vs {list(run.prep.modalities)}"
+            f"{first.run_dir} expects {first.input_shape}; modalities {case.modalities} vs {list(first.prep.modalities)}"
         )
-    probs = predict_slices(run.model, sliced.images, batch_size)
+    probs = None
+    for member in members:
+        p = predict_slices(member.model, sliced.images, batch_size, tta)
+        probs = p if probs is None else np.add(probs, p, out=probs)
+    probs /= len(members)
     return to_native_stack(probs, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability",
                            sliced.crop_box)  # fmt: skip
 

@@ -29,7 +29,8 @@ import numpy as np
 from .cohort import Case, Discovery, check_patient_id, discover_cases, normalise_modality
 from .errors import BadPatientIdError, DataError, MissingModalityError, MslesionError, NoCasesFoundError
 from .fileio import save_json, save_text
-from .inference import check_run, open_run, predict_volume, write_mask
+from .inference import check_run, open_runs, predict_volume, write_mask
+from .tta import transforms
 from .lesions import label_lesions
 from .loading import load_case
 from .outputs import check_inside, check_output, output_dir, read_marker
@@ -231,6 +232,7 @@ def predict(
     batch_size: int = 16,
     verbose: bool = True,
     overwrite: bool = False,
+    tta: str = "none",
 ) -> PredictResult:
     """Segment every patient under ``inputs`` with a trained run into the new folder ``out_dir``.
 
@@ -239,7 +241,9 @@ def predict(
     the others are still predicted; when none can be, nothing is written.
 
     Args:
+        run_dir: a run folder, or several: one ensemble (their probabilities averaged).
         overwrite: replace a predictions folder mslesion wrote at ``out_dir`` before.
+        tta: test-time augmentation (:data:`mslesion.tta.TTA_MODES`).
 
     Returns:
         A :class:`PredictResult`; ``os.fspath`` of it is ``out_dir/lesions.csv``.
@@ -249,35 +253,41 @@ def predict(
         NoCasesFoundError, MissingModalityError: nothing to predict at ``inputs``.
         OutputError: ``out_dir`` overlaps the inputs or the run, or holds something else.
     """
-    run_dir, inputs, out_dir = Path(run_dir), Path(inputs), Path(out_dir)
+    run_dirs = [Path(run_dir)] if isinstance(run_dir, (str, os.PathLike)) else [Path(r) for r in run_dir]
+    run_dir, inputs, out_dir = run_dirs[0], Path(inputs), Path(out_dir)
     # cheap checks first: a bad input or output must not cost a model load, and nothing is written yet
+    transforms(tta)
     _, record, _ = check_run(run_dir, checkpoint)
     modalities = tuple(PrepConfig.from_dict(record).modalities)
     found = find_inputs(inputs, modalities, image_patterns, layout)
-    check_output(out_dir, KIND, overwrite=overwrite, inputs=[inputs, run_dir])
-    run = open_run(run_dir, checkpoint)
+    check_output(out_dir, KIND, overwrite=overwrite, inputs=[inputs, *run_dirs])
+    members = open_runs(run_dirs, checkpoint)
+    run = members[0]
     result = PredictResult(out_dir, failures=list(found.rejected))
     if verbose:
         for row in found.rejected:
             print(f"  FAILED {row['patient']}: {row['message']}")
     try:
-        with output_dir(out_dir, KIND, overwrite=overwrite, inputs=[inputs, run_dir]) as tmp:
+        with output_dir(out_dir, KIND, overwrite=overwrite, inputs=[inputs, *run_dirs]) as tmp:
             rows = []
             for case in found.cases:
-                row = _predict_case(run, case, tmp, out_dir, threshold, connectivity, batch_size, result, verbose)
+                row = _predict_case(members, case, tmp, out_dir, threshold, connectivity, batch_size, result,
+                                    verbose, tta)  # fmt: skip
                 if row is not None:
                     rows.append(row)
             if not rows:
                 raise _NothingPredicted
-            _write_tables(tmp, rows, result, run, run_dir, inputs, checkpoint, threshold, connectivity)
+            _write_tables(tmp, rows, result, run, run_dir, inputs, checkpoint, threshold, connectivity,
+                          {"members": [str(r.resolve()) for r in run_dirs], "tta": tta})  # fmt: skip
     except _NothingPredicted:
         pass  # every patient failed: out_dir is left as it was, the result says why
     return result
 
 
-def _predict_case(run, case: Case, tmp: Path, out_dir: Path, threshold: float, connectivity: int, batch_size: int,
-                  result: PredictResult, verbose: bool) -> dict | None:  # fmt: skip
+def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, threshold: float, connectivity: int,
+                  batch_size: int, result: PredictResult, verbose: bool, tta: str) -> dict | None:  # fmt: skip
     """Predict one patient into ``tmp``; its lesions.csv row, or None after recording a failure."""
+    run = members[0]
     try:
         loaded = load_case(case, run.prep.modalities, with_mask=False)
         name = f"{loaded.patient_id}_lesion_mask.nii.gz" if loaded.affine is not None else loaded.patient_id
@@ -287,7 +297,7 @@ def _predict_case(run, case: Case, tmp: Path, out_dir: Path, threshold: float, c
         if verbose:
             print(f"  FAILED {case.patient_id}: {exc}")
         return None
-    mask = predict_volume(run, loaded, batch_size) > threshold
+    mask = predict_volume(members, loaded, batch_size, tta) > threshold
     written = write_mask(mask, loaded, target)
     labels, n = label_lesions(mask, connectivity)
     sizes = np.bincount(labels.ravel())[1:] if n else np.zeros(0, np.int64)
@@ -309,7 +319,7 @@ def _predict_case(run, case: Case, tmp: Path, out_dir: Path, threshold: float, c
 
 
 def _write_tables(tmp: Path, rows: list[dict], result: PredictResult, run, run_dir: Path, inputs: Path,
-                  checkpoint: str, threshold: float, connectivity: int) -> None:  # fmt: skip
+                  checkpoint: str, threshold: float, connectivity: int, extra: dict) -> None:  # fmt: skip
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=_COLUMNS)
@@ -319,5 +329,5 @@ def _write_tables(tmp: Path, rows: list[dict], result: PredictResult, run, run_d
     save_json(tmp / "predict_config.json", {
         "run": str(run_dir.resolve()), "checkpoint": checkpoint, "threshold": threshold,
         "connectivity": connectivity, "inputs": str(inputs.resolve()), "patients": result.predicted,
-        "modalities": list(run.prep.modalities), "warnings": result.warnings,
+        "modalities": list(run.prep.modalities), "warnings": result.warnings, **extra,
     })  # fmt: skip

@@ -30,7 +30,8 @@ def trained(trained_run) -> Path:
 
 def _oracle(monkeypatch):
     """Replace the network by the ground truth: every number must then be perfect."""
-    monkeypatch.setattr(evaluation, "predict_volume", lambda run, case, batch_size=16: case.mask.astype(np.float32))
+    monkeypatch.setattr(evaluation, "predict_volume",
+                        lambda run, case, batch_size=16, tta="none": case.mask.astype(np.float32))
 
 
 def test_evaluate_writes_every_table_and_records_its_settings(trained):
@@ -175,7 +176,7 @@ def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
 
     monkeypatch.setattr(inference, "slice_case", recording_slice_case)
     # a "network" that returns the prepared mask of each slice
-    monkeypatch.setattr(inference, "predict_slices", lambda model, images, batch_size=16:
+    monkeypatch.setattr(inference, "predict_slices", lambda model, images, batch_size=16, tta="none":
                         seen["sliced"].masks[..., 0].astype(np.float32))  # fmt: skip
     run = SimpleNamespace(prep=PrepConfig(size=(256, 256), crop="brain"), input_shape=(256, 256, 1), model=None,
                           run_dir=tmp_path)  # fmt: skip
