@@ -5,10 +5,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mslesion-installed
+DEV_STAMP := $(VENV)/.mslesion-dev-installed
 DATA ?= data
 PATIENTS ?= 10
 
-.PHONY: install demo test bench clean
+.PHONY: install install-dev demo test bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,13 +20,20 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
+# the test suite's extras (requirements-dev.txt): second Keras backends, notebook runner, pytest
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
+install-dev: $(DEV_STAMP)
+
 ## demo: the main job, end to end, on the built-in synthetic cohort (~20 min on 2 cores)
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/mslesion demo --data $(DATA) --runs runs/demo --out results --patients $(PATIENTS) --overwrite
 	@echo "tables: results/tables/  figures: results/figures/  everything on one page: results/report.md"
 
 ## test: the whole test suite (what CI runs)
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
