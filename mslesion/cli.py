@@ -406,6 +406,30 @@ def add_predict(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def add_export(subparsers) -> None:
+    from .export import FORMATS
+    from .inference import CHECKPOINTS
+
+    p = subparsers.add_parser("export", help="export a 2D run for serving: SavedModel, LiteRT (TFLite) or ONNX")
+    p.add_argument("run_dir", type=Path, help="run folder from mslesion train")
+    p.add_argument("out_dir", type=Path, help="new folder: the artifact, preprocessing.json and export.json")
+    p.add_argument("--format", choices=sorted(FORMATS), default="savedmodel")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model")
+    p.add_argument("--overwrite", action="store_true", help="replace an export mslesion wrote at OUT before")
+
+    def run(a):
+        import json
+
+        from .export import export_run
+
+        artifact = export_run(a.run_dir, a.out_dir, a.format, a.checkpoint, overwrite=a.overwrite)
+        record = json.loads((a.out_dir / "export.json").read_text())
+        print(f"exported {a.run_dir} ({record['checkpoint']}) as {a.format}: {artifact}; probabilities within "
+              f"{record['max_abs_difference']:.2g} of the Keras model; preprocessing: {a.out_dir / 'preprocessing.json'}")
+
+    p.set_defaults(run=run)
+
+
 def add_report(subparsers) -> None:
     p = subparsers.add_parser("report", help="regenerate every table and figure from run folders into results/")
     p.add_argument("--runs", nargs="+", required=True, help="run folders or folders holding runs (Tables 6.1-6.3...)")
@@ -556,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line (also MSLESION_DEBUG=1)")  # fmt: skip
     subparsers = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict,
+    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict, add_export,
                 add_report, add_demo, add_prep3d, add_train3d):
         add(subparsers)
     args = parser.parse_args(argv)

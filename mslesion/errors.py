@@ -6,6 +6,7 @@ from pathlib import Path
 
 __all__ = [
     "MslesionError",
+    "ExportError",
     "DataError",
     "CorruptFileError",
     "NotThreeDError",
@@ -126,3 +127,7 @@ class UnknownOptionError(MslesionError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ExportError(MslesionError, RuntimeError):
+    """A run cannot be exported: a package the format needs is missing, or the export does not match the model."""
