@@ -223,6 +223,8 @@ def add_train(subparsers) -> None:
     p.add_argument("--jit-compile", action="store_true", default=None, help="XLA-compile the training step")
     p.add_argument("--input-pipeline", choices=("auto", "graph", "generator"),
                    help="auto (default): batches gathered in the graph from memory on a GPU/TPU, in Python on the CPU")
+    p.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None,
+                   help="write no TensorBoard logs (default: <run>/tensorboard: epoch scalars, validation images)")
     p.add_argument("--augment-on", choices=("auto", "host", "device"),
                    help="where --augment runs; auto (default): in the train step on a GPU (without XLA), "
                         "else a tf.data map on the host")
@@ -245,7 +247,7 @@ def add_train(subparsers) -> None:
             "reduce_lr_patience": a.reduce_lr_patience, "early_stopping_patience": a.early_stopping_patience,
             "strategy": a.strategy, "mixed_precision": _mixed_precision(a.mixed_precision),
             "deterministic": a.deterministic, "jit_compile": a.jit_compile, "input_pipeline": a.input_pipeline,
-            "augment_on": a.augment_on,
+            "augment_on": a.augment_on, "tensorboard": a.tensorboard,
             "max_minutes": a.max_minutes, "lesion_slices_only": a.lesion_slices_only, "val_fraction": a.val_fraction,
         })  # fmt: skip
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "

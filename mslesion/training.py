@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, outputs
+from . import tensorboard_logs
 from .augmentation import augment_in_train_step
 from .datasets import Augmentation, load_slice_set, make_dataset, split_patients_of
 from .errors import DataError
@@ -92,6 +93,7 @@ class TrainConfig:
     input_pipeline: str = "auto"
     # where augmentation runs (mslesion.runtime.augment_place): auto, host (tf.data map) or device (train step)
     augment_on: str = "auto"
+    tensorboard: bool = True  # TensorBoard logs in <run>/tensorboard (mslesion.tensorboard_logs)
     deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.runtime.set_deterministic)
     bn_horizon: float = 10.0  # see mslesion.batchnorm; 0 disables momentum capping
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.batchnorm.MAX_MOMENTUM)
@@ -247,7 +249,7 @@ _TEMP = r"\.(?P<name>.+)\.mslesion-[A-Za-z0-9_]{8}\.(?:tmp|old)(?:\..*)?"
 RUN_FILES = (
     r"config\.json", r"prep_config\.json", r"prep3d_config\.json", r"environment\.json", r"history\.csv",
     r"summary\.txt", r"best\.keras", r"final\.keras", r"model\.keras", r"final_eval\.json", r"state\.json", r"fitted\.weights\.h5",
-    r"backup",
+    r"backup", r"tensorboard",
 )  # fmt: skip
 # written into a run by mslesion evaluate: eval_<part>/, its lock and its temporaries
 _RUN_EXTRAS = (r"eval_.+", r"\.eval_.+\.lock", _TEMP)
@@ -255,7 +257,7 @@ _BACKUP_FILES = (r"epoch_\d+\.weights\.h5", r"epoch_\d+\.json", _TEMP)
 _EVAL_FILES = (r"per_patient\.csv", r"lesions\.csv", r"slices\.csv", r"failures\.csv", r"summary\.json",
                r"examples\.npz", r"masks", r"\.mslesion\.json", _TEMP)  # fmt: skip
 # options that change how a run executes, not what it computes: a resume may change them
-_RUNTIME_FIELDS = frozenset({"cache_gb", "workers", "input_pipeline", "augment_on"})
+_RUNTIME_FIELDS = frozenset({"cache_gb", "workers", "input_pipeline", "augment_on", "tensorboard"})
 # what Keras callbacks reset in on_train_begin and a resume must give back
 _CALLBACK_STATE = {"ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
                    "EarlyStopping": ("best", "wait", "best_epoch", "stopped_epoch")}  # fmt: skip
@@ -411,8 +413,9 @@ def _remove_backups(run: Path) -> None:
 def _clear_run(run: Path) -> None:
     """Remove what an earlier run wrote in ``run`` (``overwrite``), its evaluations included; nothing else."""
     _remove_backups(run)
+    tensorboard_logs.remove_folder(run)
     for p in run.iterdir():
-        if p.name == "backup":
+        if p.name in ("backup", tensorboard_logs.FOLDER):
             continue
         if _matches(p.name, RUN_FILES) and (p.is_file() or p.is_symlink()):
             p.unlink()
@@ -454,6 +457,7 @@ def open_run(config, kind: str, overwrite: bool = False) -> Iterator[tuple[Path,
         try:
             _remove_stale_temps(run)
             _check_backup(run)
+            tensorboard_logs.check_folder(run)
             state = _read_state(run)
             if overwrite:
                 _clear_run(run)
@@ -853,6 +857,8 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             _load_fitted(run, model)
         else:
             callbacks = [EpochTimer(len(train_set))]
+            if config.tensorboard:
+                callbacks += tensorboard_logs.callbacks(run, val_set)
             if progress is not None:
                 callbacks.append(progress.keras_callback())
                 verbose = 0

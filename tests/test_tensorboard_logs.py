@@ -1,0 +1,75 @@
+"""TensorBoard logs of a run: epoch scalars with the learning rate, validation images, owned like the run's files."""
+
+import numpy as np
+import pytest
+
+from mslesion.outputs import OutputError
+from mslesion.tensorboard_logs import pick_slices
+
+
+def _tags(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from mslesion.prep import PrepConfig, prepare_dataset
+    from mslesion.synthetic import generate_cohort
+
+    root = tmp_path_factory.mktemp("tb")
+    generate_cohort(root / "raw", 3, seed=0, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
+    prepare_dataset(root / "raw", root / "ds", PrepConfig(size=(32, 32), selection="all", split="train_val_test",
+                    test_fraction=0.0, val_fraction=0.34), progress=False)  # fmt: skip
+    return root / "ds"
+
+
+def _config(dataset, run, **extra):
+    return {"dataset": str(dataset), "model": "kuc.unet", "model_params": {"filter_num": [4, 8]}, "batch_size": 4,
+            "epochs": 2, "run_dir": str(run), **extra}  # fmt: skip
+
+
+def test_a_run_logs_epoch_scalars_learning_rate_and_validation_images(dataset, tmp_path):
+    from mslesion.training import train
+
+    run = train(_config(dataset, tmp_path / "run"), verbose=0)
+    train_log = _tags(run / "tensorboard" / "train")
+    scalars = set(train_log.Tags()["scalars"]) | set(train_log.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_learning_rate", "epoch_dice"} <= scalars
+    val_log = _tags(run / "tensorboard" / "validation")
+    assert "epoch_dice" in set(val_log.Tags()["scalars"]) | set(val_log.Tags()["tensors"])
+    images = _tags(run / "tensorboard" / "images")
+    tag = "validation: image | truth | prediction"
+    events = images.Tensors(tag)
+    assert [e.step for e in events] == [0, 1]  # one strip set per epoch
+    shown = np.asarray(events[-1].tensor_proto.string_val)
+    assert len(shown) == 2 + 3  # width, height, then 3 encoded PNG strips
+    assert shown[0] == b"96" and shown[1] == b"32"  # image | truth | prediction side by side
+
+
+def test_overwrite_removes_the_logs_but_a_foreign_file_among_them_stops_the_run(dataset, tmp_path):
+    from mslesion.training import train
+
+    run = train(_config(dataset, tmp_path / "run", epochs=1, tensorboard=True), verbose=0)
+    old = sorted((run / "tensorboard" / "train").iterdir())
+    train(_config(dataset, run, epochs=1), verbose=0, overwrite=True)
+    assert set(old).isdisjoint((run / "tensorboard" / "train").iterdir())  # fresh logs, not appended
+    (run / "tensorboard" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        train(_config(dataset, run, epochs=1), verbose=0, overwrite=True)
+    assert (run / "tensorboard" / "notes.txt").read_text() == "mine"
+
+
+def test_no_logs_when_turned_off_and_the_slices_shown_have_the_most_lesion(dataset, tmp_path):
+    from mslesion.training import train
+
+    run = train(_config(dataset, tmp_path / "quiet", epochs=1, tensorboard=False), verbose=0)
+    assert not (run / "tensorboard").exists()
+    masks = np.zeros((5, 4, 4, 1))
+    masks[1, :2] = 1
+    masks[3] = 1
+    masks[4, 0, 0] = 1
+    assert pick_slices(np.zeros_like(masks), masks, 3).tolist() == [3, 1, 4]
