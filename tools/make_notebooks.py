@@ -204,6 +204,10 @@ runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=
 report_tables.dice_table(runs)'''),
     new_markdown_cell("Dice per epoch (figures 6.1-6.6)."),
     new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): training.read_history(r) for r in runs}, "dice")'''),
+    new_markdown_cell("""Every run also writes TensorBoard logs (`<run>/tensorboard`: the epoch scalars with the learning
+rate, and per epoch three validation slices as image | truth | prediction). To watch them, also while a training
+cell runs, paste the two lines printed below into a new cell (Kaggle and Colab show TensorBoard inline)."""),
+    new_code_cell('''print(f"%load_ext tensorboard\\n%tensorboard --logdir {runs_dir}")'''),
     new_markdown_cell("Whole-volume, per-patient evaluation of every model on the test patients."),
     new_code_cell('''experiments.evaluate_runs(runs, verbose=True)
 report_tables.patient_summary_table(report_tables.per_patient_table(runs))'''),
