@@ -30,7 +30,7 @@ import numpy as np
 
 from . import __version__
 from .cohort import discover_cases
-from .errors import MslesionError
+from .errors import MslesionError, RunNotFoundError
 from .fileio import atomic_path, save_json, save_text
 from .inference import TrainedRun, open_runs, predict_volume, read_run_config, write_mask
 from .tta import transforms
@@ -107,6 +107,10 @@ def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
         from .datasets import split_patients_of
 
         dataset = run.config["dataset"]
+        if not (Path(dataset) / "splits.json").is_file():
+            where = "" if Path(dataset).is_absolute() else f" (a relative path, read from {Path.cwd()})"
+            raise RunNotFoundError(run.run_dir, f"its dataset {dataset}{where} has no splits.json; run from the folder "
+                                                "it was trained in, or give other patients with --source")  # fmt: skip
         wanted = config.patients or split_patients_of(dataset, config.part, run.config.get("fold", 0))
         if not wanted:
             raise ValueError(f"{dataset}: the split has no {config.part!r} patients in fold {run.config.get('fold', 0)}")

@@ -203,3 +203,17 @@ def test_trust_summary_spread_collapsed_and_volumes():
     voxels = trust_summary(table.rename(columns={"volume_true_ml": "volume_true_voxels",
                                                  "volume_pred_ml": "volume_pred_voxels"}))  # fmt: skip
     assert voxels["lesion_volume"]["unit"] == "voxels"
+
+
+def test_a_run_whose_dataset_cannot_be_found_is_one_line_naming_it(trained, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("eval_*", ".eval_*"))
+    config = json.loads((copy / "config.json").read_text())
+    config["dataset"] = "data/slices/elsewhere"  # relative, as make demo records it
+    (copy / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data/slices/elsewhere" in err[0] and "relative path" in err[0]
