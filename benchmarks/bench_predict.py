@@ -117,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-repeats", type=int, default=3, help="repeats per batch size in the sweep")
     p.add_argument("--batch-size", type=int, default=16)
     a = p.parse_args(argv)
-    from mslesion import QUIET_TENSORFLOW
     from mslesion.quiet_import import import_tensorflow
 
-    import_tensorflow(quiet=QUIET_TENSORFLOW)  # without its start-up lines, as the CLI
+    import_tensorflow()  # without its start-up lines, as the CLI
 
     from mslesion.inference import TrainedRun, predict_volume
     from mslesion.loading import load_case

@@ -101,10 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment-step", action="store_true",
                    help="also time each model with the paired augmentation inside its train step (augment_on=device)")
     a = p.parse_args(argv)
-    from mslesion import QUIET_TENSORFLOW
     from mslesion.quiet_import import import_tensorflow
 
-    import_tensorflow(quiet=QUIET_TENSORFLOW)  # without its start-up lines, as the CLI
+    import_tensorflow()  # without its start-up lines, as the CLI
 
     from mslesion.datasets import load_slice_set
     from mslesion.prep import PrepConfig, prepare_dataset, read_manifest

@@ -47,10 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/compare"))
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
-    from mslesion import QUIET_TENSORFLOW
     from mslesion.quiet_import import import_tensorflow
 
-    import_tensorflow(quiet=QUIET_TENSORFLOW)  # without its start-up lines, as the CLI
+    import_tensorflow()  # without its start-up lines, as the CLI
     runs, dataset = a.runs.resolve(), a.dataset.resolve()
     if runs == dataset or dataset in runs.parents or runs in dataset.parents:
         p.error(f"--runs {a.runs} overlaps the dataset {a.dataset}; choose a folder outside it")

@@ -169,10 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("runs/plain_vs_toolkit"))
     p.add_argument("--overwrite", action="store_true", help="replace an earlier table and its runs")
     a = p.parse_args(argv)
-    from mslesion import QUIET_TENSORFLOW
     from mslesion.quiet_import import import_tensorflow
 
-    import_tensorflow(quiet=QUIET_TENSORFLOW)  # without its start-up lines, as the CLI
+    import_tensorflow()  # without its start-up lines, as the CLI
     cases = {c.patient_id: c for c in discover_cases(a.source).cases}
     if not cases:
         p.error(f"{a.source}: no patients found")

@@ -74,7 +74,9 @@ def augment_in_train_step(model, augment: Augmentation, seed: int) -> list:
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError("augmentation in the train step is written for the TensorFlow backend")
+        # the 2D runner trains on TensorFlow only (its datasets are tf.data); other backends only run the models
+        raise ValueError(f"augmentation in the train step needs the TensorFlow backend, not "
+                         f"{keras.backend.backend()!r}; mslesion trains with KERAS_BACKEND=tensorflow")
     layers = augment.layers(seed)
     plain_step = type(model).train_step
 

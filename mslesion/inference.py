@@ -200,8 +200,8 @@ def _same_preparation(first: str | Path, other: str | Path, checkpoint: str) -> 
     b = PrepConfig.from_dict(check_run(other, checkpoint)[1])
     # which slices were kept for training does not matter here: prediction slices every one
     ignore = {"selection", "entropy_threshold_bits", "min_foreground_fraction"}
-    diff = {k: (v, b.slicing_kwargs()[k]) for k, v in a.slicing_kwargs().items()
-            if k not in ignore and b.slicing_kwargs()[k] != v}  # fmt: skip
+    theirs = b.slicing_kwargs()
+    diff = {k: (v, theirs[k]) for k, v in a.slicing_kwargs().items() if k not in ignore and theirs[k] != v}
     if a.modalities != b.modalities:
         diff["modalities"] = (a.modalities, b.modalities)
     if diff:

@@ -30,8 +30,15 @@ def filter_noise(text: str) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not STARTUP_NOISE.search(line))
 
 
-def import_tensorflow(quiet: bool = True):
-    """Import and return ``tensorflow``; with ``quiet``, its known start-up lines are dropped."""
+def import_tensorflow(quiet: bool | None = None):
+    """Import and return ``tensorflow``; with ``quiet``, its known start-up lines are dropped.
+
+    ``quiet=None``: quiet unless the user set ``TF_CPP_MIN_LOG_LEVEL`` (:data:`mslesion.QUIET_TENSORFLOW`).
+    """
+    if quiet is None:
+        from . import QUIET_TENSORFLOW
+
+        quiet = QUIET_TENSORFLOW
     if not quiet or "tensorflow" in sys.modules:
         import tensorflow
 
