@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Lesion-slice extraction: mslesion vs. the seed 000 route, against nibabel's load floor.
+"""Lesion-slice extraction: mslesion vs. the backbone report's route, against nibabel's load floor.
 
 For the same volumes (a synthetic cohort and, when present, Ljubljana patient 07)
 it times, in one run, end to end with loading included:
@@ -8,7 +8,7 @@ it times, in one run, end to end with loading included:
 * ``direct``  load, slice the lesion slices, one ``np.save`` (the naive lossless way);
 * ``mslesion`` ``prepare_case`` with no normalisation and the native size, so its
   output can be compared to the voxels bit for bit;
-* ``seed000`` seed 000 figures 4.5-4.6: ``plt.savefig`` of every lesion slice and
+* ``seed000`` the backbone report's figures 4.5-4.6: ``plt.savefig`` of every lesion slice and
   mask to PNG, read back with OpenCV, ``np.save`` per slice.
 
 It prints median seconds over repeats, slices/s, ratios, and the maximum
@@ -76,7 +76,7 @@ def route_mslesion(cases: list[Case], out: Path, configs: dict) -> int:
 
 
 def route_seed000(cases: list[Case], out: Path) -> int:
-    """Seed 000 figures 4.5 and 4.6, verbatim apart from paths."""
+    """The backbone report's figures 4.5 and 4.6, verbatim apart from paths."""
     n = 0
     for case in cases:
         img_f, mask_f = _files(case)

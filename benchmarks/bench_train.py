@@ -10,8 +10,8 @@ On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
   memory, what ``train`` uses on a GPU/TPU): images/s, median of rounds;
 * for each model: training images/s (``train_on_batch`` on batches of 8,
   after warm-up steps, median over steps), including the native Keras 3
-  models of seeds 001 and 003;
-* the 3D R2 attention U-Net of seed 002 on 64^3 patches, batch 2, at small and
+  models of Rondinella et al. (2023) and Røvang (2021);
+* the 3D R2 attention U-Net of the 3DR2AUNet paper (2024) on 64^3 patches, batch 2, at small and
   default widths: patches/s (``--no-3d`` skips it).
 
 and prints the ratio pipeline / fastest model (target: >= 5x, i.e. the
@@ -38,7 +38,7 @@ import numpy as np
 # native.fc_densenet is left out of the default run: at 256x256x3 with table 1's widths one CPU step of 8
 # images takes minutes; time it at its paper size with `--models native.fc_densenet --size 160`.
 DEFAULT_MODELS = ["sm.unet:mobilenetv2", "sm.unet:vgg16", "kuc.unet:VGG16", "native.att_unet_pyramid"]
-#: 3D models (seed 002): registry name -> widths, timed on 64^3 patches (patches/s).
+#: 3D models (the 3DR2AUNet paper, 2024): registry name -> widths, timed on 64^3 patches (patches/s).
 DEFAULT_3D = {"native.r2_att_unet_3d (small)": {"filters": [4, 8, 16, 32]}, "native.r2_att_unet_3d": {}}
 
 
@@ -70,7 +70,7 @@ def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
     if backbone:
         params["backbone"] = backbone
         if name.startswith("kuc."):
-            params["encoder"] = "frozen"  # seed 000 table 6.1: frozen VGG16 encoder
+            params["encoder"] = "frozen"  # the backbone report's table 6.1: frozen VGG16 encoder
     model = build_model(name, input_shape=x.shape[1:], **params)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", jit_compile=jit_compile)
     if augment_in_step:

@@ -20,7 +20,7 @@ __all__ = ["Augmentation", "apply_paired", "augment_in_train_step"]
 
 @dataclass
 class Augmentation:
-    """Random geometric augmentation applied identically to image and mask (seeds 003, 004).
+    """Random geometric augmentation applied identically to image and mask (Røvang 2021; the LGG encoder comparison).
 
     Attributes:
         flip: horizontal flips (left-right).

@@ -74,7 +74,7 @@ def add_prep(subparsers) -> None:
     p.add_argument("--context", type=int, default=d.context, help="2.5D: odd number of adjacent slices as channels")
     p.add_argument("--context-padding", choices=("edge", "zero"), default=d.context_padding)
     p.add_argument("--crop", choices=("none", "brain"), default=d.crop,
-                   help="brain: crop slices to the head's bounding box (seed 001), undone at evaluation")  # fmt: skip
+                   help="brain: crop slices to the head's bounding box (Rondinella et al. 2023), undone at evaluation")  # fmt: skip
     p.add_argument("--crop-margin", type=int, default=d.crop_margin, help="pixels kept around the box")
     p.add_argument("--split", choices=SPLIT_MODES, default=d.split)
     p.add_argument("--test-fraction", type=float, default=d.test_fraction)
@@ -202,7 +202,7 @@ def add_train(subparsers) -> None:
     _add_run_options(p)
     p.add_argument("--recipe", choices=("none", *TRAINING_CONFIGS),
                    help=f"named options to start from (default {DEFAULT_RECIPE}, the best measured on real data; "
-                        "seed000: seed 000's BCE on lesion slices; none: the TrainConfig defaults). A recipe "
+                        "seed000: the backbone report's BCE on lesion slices; none: the TrainConfig defaults). A recipe "
                         "brings sm.unet with a MobileNetV2 encoder and batch 16 unless --model is given; "
                         "--config and flags override it")  # fmt: skip
     p.add_argument("--learning-rate", type=float)
@@ -216,7 +216,7 @@ def add_train(subparsers) -> None:
     p.add_argument("--max-minutes", type=float,
                    help="training-time budget: stop before the epoch that would pass it (--epochs stays the cap)")
     p.add_argument("--lesion-slices-only", action="store_true", default=None,
-                   help="train on slices with lesion only (seed 000); validation keeps every slice")
+                   help="train on slices with lesion only (the backbone report); validation keeps every slice")
     p.add_argument("--strategy", choices=("auto", "tpu", "mirrored", "default"))
     p.add_argument("--mixed-precision", choices=("auto", "on", "off"), nargs="?", const="on", default=None,
                    help="float16/bfloat16 compute; auto: where it pays (GPU of compute capability >= 7, TPU)")
@@ -315,7 +315,7 @@ def add_models(subparsers) -> None:
             print(f"  {name:<18} {status:<6} {note}")
         from .models import REPORT_MODELS
 
-        print("\nseed 000 Table 6.1 models (mslesion.models.build_report_model(key), weights='imagenet' on Kaggle/Colab):")
+        print("\nthe backbone report's Table 6.1 models (mslesion.models.build_report_model(key), weights='imagenet' on Kaggle/Colab):")
         for key, m in REPORT_MODELS.items():
             print(f"  {key:<26} {m.registry_name:<14} {m.total:>12,} params  {m.display_name}")
 
@@ -491,7 +491,7 @@ def add_demo(subparsers) -> None:
 def add_prep3d(subparsers) -> None:
     from .splits import SPLIT_MODES
 
-    p = subparsers.add_parser("prep3d", help="normalised whole volumes (.npy) for 3D patch models (seed 002)")
+    p = subparsers.add_parser("prep3d", help="normalised whole volumes (.npy) for 3D patch models (the 3DR2AUNet paper, 2024)")
     p.add_argument("source", type=Path)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--layout", default="auto")

@@ -2,13 +2,13 @@
 
 Three layouts are understood:
 
-* ``muslim``: the Muslim et al. (2022) MS dataset (seed 000) and our synthetic
+* ``muslim``: the Muslim et al. (2022) MS dataset (the backbone report) and our synthetic
   cohort: ``Patient-<id>/<id>-Flair.nii[.gz]``, ``<id>-T1``, ``<id>-T2`` and
   per-modality masks ``<id>-LesionSeg-Flair`` etc.
 * ``ljubljana``: the Ljubljana MS database: a folder per patient holding
   ``FLAIR_*.nii.gz``, ``T1_*``, ``T1POST_*``, ``T2_*`` and one consensus mask
   ``GOLD_STANDARD_*`` shared by all modalities.
-* ``lgg``: the LGG FLAIR dataset (seed 004): a folder per patient of 2D
+* ``lgg``: the LGG FLAIR dataset (the LGG encoder comparison): a folder per patient of 2D
   ``<case>_<n>.tif`` slices with ``<case>_<n>_mask.tif`` masks.
 * ``pattern``: any layout, given as path patterns relative to the root with a
   ``{patient}`` placeholder, e.g. ``sub-{patient}/anat/sub-{patient}_FLAIR.nii.gz``.

@@ -41,7 +41,7 @@ class DemoConfig:
     batch_size: int = 8
     seed: int = 0
     report_models: list[str] | None = None  # None: all six
-    native_models: bool = True  # seeds 001-003: pyramid attention U-Net, FC-DenseNet triplets, 3D R2 attention U-Net
+    native_models: bool = True  # the related works (README, References): pyramid attention U-Net, FC-DenseNet triplets, 3D R2 attention U-Net
     epochs_3d: int = 8
     overwrite: bool = False  # replace what an earlier demo wrote (cohort, datasets, runs, results)
     deterministic: bool = False  # every training run repeats bit for bit on this machine
@@ -96,8 +96,8 @@ def run_demo(config: DemoConfig | None = None) -> Path:
               f"{c.selection} slices, {c.epochs} epochs per model, loss {c.loss}, Adam {c.learning_rate:g}, "
               f"seed {c.seed}. "
               "Quick mode: decoders narrowed and no ImageNet weights (offline), so parameter counts differ from "
-              "seed 000's Table 6.1 and the 'ImageNet' models train their VGG16 encoder. Numbers show the "
-              "pipeline works; they are not a study result. The native models of seeds 001-003 run on the same "
+              "the backbone report's Table 6.1 and the 'ImageNet' models train their VGG16 encoder. Numbers show the "
+              "pipeline works; they are not a study result. The native models of the related works (Rondinella et al. 2023; the 3DR2AUNet paper, 2024; Røvang 2021) run on the same "
               "patients and split (FC-DenseNet on brain-cropped slice triplets, the 3D R2 attention U-Net on "
               "16x32x32 patches of the normalised volumes)."),
     ))  # fmt: skip
@@ -112,5 +112,5 @@ def _native_models(c: DemoConfig, slices: Path, runs: Path, common: dict, start:
     native = experiments.train_native_models(slices, runs / "native", c.epochs, c.epochs_3d, quick=True,
                                              overwrite=c.overwrite, **common)  # fmt: skip
     experiments.evaluate_runs(native)
-    _say("native models (seeds 001-003) trained and evaluated", start)
+    _say("native models of the related works trained and evaluated", start)
     return native

@@ -6,9 +6,9 @@ with the ground truth on the whole volume. Output folder (default
 ``<run>/eval_<part>``, or ``eval_<source folder name>``)::
 
     per_patient.csv   voxel metrics, volumes (mL), HD95 (mm), lesion-wise counts
-    lesions.csv       one row per patient and lesion-size bracket (seed 003)
+    lesions.csv       one row per patient and lesion-size bracket (Røvang 2021)
     slices.csv        SLICE-LEVEL Dice/IoU on the axial slices with ground-truth
-                      lesion (seed 000's test unit), for comparison with its tables
+                      lesion (the backbone report's test unit), for comparison with its tables
     examples.npz      good/average/bad slices by slice-Dice tertile (Appendix II figure)
     summary.json      means, medians, nan counts, pooled slice-level Dice/IoU,
                       the settings (threshold, connectivity, detection fraction,
@@ -344,7 +344,7 @@ def _summary(run: TrainedRun, config: EvalConfig, label: str, per_patient, slice
         "per_patient": stats,
         "trust": trust_summary(per_patient),
         "slice_level": {
-            "unit": "axial slices with ground-truth lesion, native grid (seed 000's test unit)",
+            "unit": "axial slices with ground-truth lesion, native grid (the backbone report's test unit)",
             "n_slices": len(slice_rows),
             "pooled_dice": 2 * inter / (truth + predicted) if truth + predicted else math.nan,
             "pooled_iou": inter / (truth + predicted - inter) if truth + predicted - inter else math.nan,

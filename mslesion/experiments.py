@@ -4,7 +4,7 @@ Notebooks 02-04 and ``mslesion demo`` call these, so the notebook route and
 the one-command route produce the same run folders. ``quick=True`` shrinks the
 decoders (and, without ImageNet weights, trains the VGG16 encoders instead of
 freezing random ones) so everything runs on a laptop CPU in minutes; the full
-settings are seed 000's.
+settings are the backbone report's.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compa
 
 #: Decoder widths in quick mode (pretrained-encoder models, scratch models).
 QUICK_FILTERS = {"pretrained": [32, 64, 128, 256, 512], "scratch": [16, 32, 64, 128]}
-#: Encoders compared in notebook 02 (seed 000 s. 5.1 compared VGG16/ResNet/MobileNet-class encoders; seed 004 LGG).
+#: Encoders compared in notebook 02 (the backbone report's s. 5.1 compared VGG16/ResNet/MobileNet-class encoders; the LGG encoder comparison on LGG).
 BACKBONES = ("vgg16", "resnet34", "mobilenetv2", "efficientnetb0")
 
 
@@ -58,7 +58,7 @@ def train_report_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     """Train the models of Table 6.1 (all six by default); returns their run folders.
 
     ``overrides`` go to every :class:`~mslesion.training.TrainConfig` (loss,
-    learning_rate, batch_size, augment...). Seed 000: bce, Adam 1e-3, 50 epochs.
+    learning_rate, batch_size, augment...). The backbone report: bce, Adam 1e-3, 50 epochs.
     Finished runs are left as they are unless ``overwrite`` (see :func:`mslesion.training.train`).
     ``progress``: a line per epoch with the run's and the job's ETA (notebooks);
     ``time_budget_minutes``: the whole job's training time, split evenly over the runs.
@@ -85,10 +85,10 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
                         derived_root: str | Path | None = None, **overrides) -> list[Path]:  # fmt: skip
     """The related works' own architectures on ``dataset``'s patients and split; returns their run folders.
 
-    The pyramid attention U-Net of Røvang (2021, University of Oslo thesis; seed 003) on ``dataset``
+    The pyramid attention U-Net of Røvang (2021, University of Oslo thesis) on ``dataset``
     itself; the FC-DenseNet with squeeze-and-attention and ConvLSTM of Rondinella et al. ("Boosting
-    multiple sclerosis lesion segmentation through attention mechanism"; seed 001) on brain-cropped
-    slice triplets, and the 3D R2 attention U-Net of the F.sh / 3DR2AUNet paper (IJISRT; seed 002) on patches of whole
+    multiple sclerosis lesion segmentation through attention mechanism", 2023) on brain-cropped
+    slice triplets, and the 3D R2 attention U-Net of the F.sh / 3DR2AUNet paper (IJISRT 2024) on patches of whole
     normalised volumes, both prepared in ``derived_root`` (default: beside ``dataset``) as
     ``<dataset>_25d`` and ``<dataset>_volumes`` from the source recorded in its ``prep_config.json``,
     with its seed and fractions. The first run is the pyramid one (the report's attention figure).
@@ -173,7 +173,7 @@ def compare_backbones(dataset: str | Path, runs_root: str | Path, backbones: tup
 def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str = "kuc.unet",
                          model_params: dict | None = None, learning_rates=(1e-1, 1e-2, 1e-3, 1e-4), epochs: int = 10,
                          progress: bool = False, **overrides) -> Path:  # fmt: skip
-    """Seed 000 s. 5.2.2: a keras-tuner grid over learning rates; returns the folder holding tuning.csv.
+    """The backbone report's s. 5.2.2: a keras-tuner grid over learning rates; returns the folder holding tuning.csv.
 
     ``progress``: a line per trial and epoch with ETAs (notebooks).
     """
@@ -185,7 +185,7 @@ def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str 
 
 
 #: Named training configurations compared on real data (issue 10): TrainConfig overrides. ``seed000`` is
-#: seed 000's own setting (BCE, lesion slices only, no augmentation); ``readme`` the README's example
+#: the backbone report's own setting (BCE, lesion slices only, no augmentation); ``readme`` the README's example
 #: (soft Dice, learning rate 3e-3); the others add what the later seeds use.
 TRAINING_CONFIGS: dict[str, dict] = {
     "seed000": {"loss": "bce", "lesion_slices_only": True},

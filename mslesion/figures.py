@@ -78,7 +78,7 @@ def _window(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarr
 
 
 def overlay_rgb(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Colour a grey slice by agreement of two masks (seed 001 figure 6).
+    """Colour a grey slice by agreement of two masks (Rondinella et al.'s (2023) figure 6).
 
     Args:
         image: (H, W) float slice, any range (windowed at its 1st-99th percentiles).
@@ -154,7 +154,7 @@ def _plot_train_val(ax, history: pd.DataFrame, metric: str, ylabel: str, title: 
 def plot_metric_curves(
     histories: dict[str, pd.DataFrame], metric: str = "dice", ylabel: str | None = None, sharey: bool = True
 ) -> Figure:
-    """Train/validation curves of one metric, one panel per model (seed 000 figures 6.1-6.6).
+    """Train/validation curves of one metric, one panel per model (the backbone report's figures 6.1-6.6).
 
     Args:
         histories: model label -> Keras CSVLogger history (``epoch`` 0-based, ``<metric>``,
@@ -189,7 +189,7 @@ def _accuracy_floor(history: pd.DataFrame) -> float | None:
 
 
 def plot_accuracy_loss(histories: dict[str, pd.DataFrame], accuracy_floor: float | None = None) -> Figure:
-    """Accuracy and loss curves, one row per model (seed 000 appendix I).
+    """Accuracy and loss curves, one row per model (the backbone report's appendix I).
 
     Pixel accuracy on lesion data is ~0.99 from the first epoch (background dominates), so
     each accuracy axis runs from a floor to 1 and its title states the floor: by default
@@ -224,7 +224,7 @@ def plot_accuracy_loss(histories: dict[str, pd.DataFrame], accuracy_floor: float
 def plot_image_grid(
     images: list[np.ndarray], masks: list[np.ndarray | None] | None, titles: list[str], ncols: int = 4
 ) -> Figure:
-    """Grey slices with their masks outlined in red (seed 000 figures 4.4 and 6.7).
+    """Grey slices with their masks outlined in red (the backbone report's figures 4.4 and 6.7).
 
     Args:
         images: (H, W) float slices, any range (each windowed at its 1st-99th percentiles).
@@ -248,7 +248,7 @@ def plot_image_grid(
 
 
 def plot_prediction_examples(examples: dict[str, list[dict]]) -> Figure:
-    """Predictions coloured by error type, one row per model (seed 000 appendix II, seed 001 figure 6).
+    """Predictions coloured by error type, one row per model (the backbone report's appendix II, Rondinella et al.'s (2023) figure 6).
 
     Args:
         examples: model label -> list of dicts with ``image`` ((H, W) float), ``truth`` and
@@ -288,7 +288,7 @@ def plot_orthogonal_views(
     index: tuple[int, int, int] | None = None,
     title: str = "",
 ) -> Figure:
-    """Axial, coronal and sagittal slices through one voxel (replaces seed 000's Mayavi figure 4.1).
+    """Axial, coronal and sagittal slices through one voxel (replaces the backbone report's Mayavi figure 4.1).
 
     Args:
         volume: (Z, H, W) canonical axial stack (Z inferior -> superior, rows anterior ->
@@ -375,7 +375,7 @@ def plot_lr_search(table: pd.DataFrame, curves: dict[str, list[float]] | None = 
 def plot_lesion_brackets(rows: pd.DataFrame) -> Figure:
     """Lesion-wise recall and precision per lesion-size bracket, bars grouped by bracket, one per model.
 
-    Like seed 003 figures 8.22-8.27, but one figure compares all models.
+    Like Røvang's (2021) figures 8.22-8.27, but one figure compares all models.
 
     Args:
         rows: one row per model and bracket with ``model``, ``bracket`` (plotted in the
@@ -484,7 +484,7 @@ def _range_text(low: float, high: float) -> str:
 def plot_attention_maps(
     image: np.ndarray, maps: dict[str, np.ndarray], truth: np.ndarray | None = None, title: str = ""
 ) -> Figure:
-    """An input slice and the attention coefficients of each gate (seed 003 figure 8.5).
+    """An input slice and the attention coefficients of each gate (Røvang's (2021) figure 8.5).
 
     Args:
         image: (H, W) float slice, any range (windowed at its 1st-99th percentiles), or

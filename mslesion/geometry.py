@@ -2,7 +2,7 @@
 
 ``fit="pad"`` pads the slice to a square (edge-replicated image, zero mask)
 before resizing, so anatomy keeps its aspect ratio; ``fit="stretch"`` resizes
-straight to the target like seed 000 did. Either way :class:`SliceGeometry`
+straight to the target like the backbone report did. Either way :class:`SliceGeometry`
 records what was done, and :func:`to_native` maps a model-grid array back onto
 the native pixel grid.
 """

@@ -106,7 +106,7 @@ def fit_normalisation(
 
     Args:
         volume: intensities; foreground: bool mask of the same shape.
-        method: ``zscore`` (seed 003 eq. 5.1, but over the foreground only, so the
+        method: ``zscore`` (Røvang's (2021) eq. 5.1, but over the foreground only, so the
             amount of air in the field of view does not change the result),
             ``percentile`` (clip to the given foreground percentiles, map to [0, 1]),
             or ``none``.
@@ -127,11 +127,11 @@ def fit_normalisation(
 
 
 def slice_entropy_bits(volume: np.ndarray, levels: int = 256, slices: np.ndarray | None = None) -> np.ndarray:
-    """Shannon entropy (seed 003 eq. 7.2) of each axial slice, in bits/pixel.
+    """Shannon entropy (Røvang's (2021) eq. 7.2) of each axial slice, in bits/pixel.
 
     Intensities are quantised into ``levels`` bins spanning the *volume's* range,
     so a uniform slice scores 0 and slices of one volume are comparable; with 256
-    levels the numbers match those of 8-bit images (seed 003 kept slices > 2 bits).
+    levels the numbers match those of 8-bit images (Røvang (2021) kept slices > 2 bits).
 
     Args:
         volume: ``(Z, H, W)``.

@@ -53,5 +53,5 @@ def iou_metric(threshold: float = 0.5, name: str = "iou") -> keras.metrics.Binar
 
 
 def default_metrics(threshold: float = 0.5) -> list[keras.metrics.Metric]:
-    """Seed 000's tracked metrics: accuracy, Dice, IoU (on train and validation)."""
+    """The backbone report's tracked metrics: accuracy, Dice, IoU (on train and validation)."""
     return [keras.metrics.BinaryAccuracy(threshold=threshold, name="accuracy"), DiceScore(threshold), iou_metric(threshold)]

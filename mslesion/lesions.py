@@ -1,10 +1,10 @@
-"""Lesion-wise metrics on connected components (seed 003, Tables 5.3 and 8.5-8.17).
+"""Lesion-wise metrics on connected components (Røvang 2021, Tables 5.3 and 8.5-8.17).
 
 Lesions are the connected components of each mask (:func:`label_lesions`). A
 ground-truth lesion is *detected* (TP, else FN) when the prediction covers
 
 * more than 0 of its voxels, if ``detection_fraction == 0`` (the default: any overlap), or
-* at least ``detection_fraction`` of its voxels otherwise (seed 003 used 0.6).
+* at least ``detection_fraction`` of its voxels otherwise (Røvang (2021) used 0.6).
 
 A predicted lesion is a *false positive* when it overlaps no ground-truth voxel at
 all, whatever ``detection_fraction`` is; so with a fraction > 0 a prediction can

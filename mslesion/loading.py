@@ -1,7 +1,7 @@
 """A discovered case -> validated canonical arrays, whatever its file format.
 
 NIfTI cases are reoriented to the canonical axial stack of
-:mod:`mslesion.volumes`; TIFF slice cases (the LGG dataset of seed 004) are
+:mod:`mslesion.volumes`; TIFF slice cases (the LGG dataset of Buda et al. 2019, used by the LGG encoder comparison) are
 stacked in slice-number order. Both give a :class:`LoadedCase`.
 """
 

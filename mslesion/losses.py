@@ -1,7 +1,7 @@
 """Segmentation losses for training (smoothed, differentiable), ``keras.ops`` only.
 
 Each loss is a pure function plus a thin serialisable ``keras.losses.Loss``.
-By default the overlap terms are pooled over the whole mini-batch, as seed 003
+By default the overlap terms are pooled over the whole mini-batch, as Røvang (2021)
 does (its figure 4.2): most MS slices hold no lesion, and a per-image Dice
 would give those slices either a meaningless loss of 1 or, with smoothing, a
 loss that ignores false positives. ``per_image=True`` gives per-slice losses.
@@ -9,7 +9,7 @@ loss that ignores false positives. ``per_image=True`` gives per-slice losses.
 Not taken from Keras: ``keras.losses.Dice`` has no smoothing (an empty slice
 predicted empty costs 1 per image) and ``keras.losses.Tversky`` has no
 smoothing and puts ``alpha`` on false negatives although its docstring says
-false positives. Here ``alpha`` weighs FN and ``beta`` FP exactly as seed 003
+false positives. Here ``alpha`` weighs FN and ``beta`` FP exactly as Røvang (2021)
 eq. 4.8 writes them: ``TI = (TP + O) / (TP + alpha FN + beta FP + O)``.
 """
 
@@ -48,19 +48,19 @@ def _overlaps(y_true, y_pred, per_image: bool):
 
 
 def soft_dice_loss(y_true, y_pred, smooth: float = 1.0, per_image: bool = False):
-    """1 - (2 TP + s) / (2 TP + FN + FP + s) on probabilities (seeds 001, 004)."""
+    """1 - (2 TP + s) / (2 TP + FN + FP + s) on probabilities (Rondinella et al. 2023; the LGG encoder comparison)."""
     tp, fn, fp = _overlaps(y_true, y_pred, per_image)
     return 1.0 - (2.0 * tp + smooth) / (2.0 * tp + fn + fp + smooth)
 
 
 def tversky_index(y_true, y_pred, alpha: float = 0.85, beta: float = 0.15, smooth: float = 1.0, per_image=False):
-    """Seed 003 eq. 4.8: (TP + O) / (TP + alpha FN + beta FP + O)."""
+    """Røvang's (2021) eq. 4.8: (TP + O) / (TP + alpha FN + beta FP + O)."""
     tp, fn, fp = _overlaps(y_true, y_pred, per_image)
     return (tp + smooth) / (tp + alpha * fn + beta * fp + smooth)
 
 
 def tversky_loss(y_true, y_pred, alpha: float = 0.85, beta: float = 0.15, smooth: float = 1.0, per_image=False):
-    """1 - Tversky index (seed 003 eq. 4.11)."""
+    """1 - Tversky index (Røvang's (2021) eq. 4.11)."""
     return 1.0 - tversky_index(y_true, y_pred, alpha, beta, smooth, per_image)
 
 
@@ -68,10 +68,10 @@ def focal_tversky_loss(
     y_true, y_pred, alpha: float = 0.85, beta: float = 0.15, gamma: float = 4 / 3, smooth: float = 1.0,
     per_image: bool = False,
 ):  # fmt: skip
-    """(1 - TI) ** gamma, seed 003 eq. 4.12 with its gamma = 4/3.
+    """(1 - TI) ** gamma, Røvang's (2021) eq. 4.12 with its gamma = 4/3.
 
-    Abraham & Khan (2019), whom seed 003 follows, write the exponent as 1/gamma
-    with gamma = 4/3, i.e. 0.75; seed 003 took that for a typo and used 4/3.
+    Abraham & Khan (2019), whom Røvang (2021) follows, write the exponent as 1/gamma
+    with gamma = 4/3, i.e. 0.75; Røvang (2021) took that for a typo and used 4/3.
     Pass ``gamma=0.75`` to reproduce the original paper.
     """
     loss = tversky_loss(y_true, y_pred, alpha, beta, smooth, per_image)
@@ -81,7 +81,7 @@ def focal_tversky_loss(
 def bce_dice_loss(
     y_true, y_pred, bce_weight: float = 0.5, dice_weight: float = 0.5, smooth: float = 1.0, per_image: bool = False
 ):
-    """Weighted binary cross-entropy + soft Dice (seed 002 uses 0.5 / 0.5)."""
+    """Weighted binary cross-entropy + soft Dice (the 3DR2AUNet paper (2024) uses 0.5 / 0.5)."""
     y_pred = ops.convert_to_tensor(y_pred)
     bce = keras.losses.binary_crossentropy(ops.cast(y_true, y_pred.dtype), y_pred)
     bce = ops.mean(bce, axis=_axes(bce, per_image))
@@ -136,7 +136,7 @@ class BceDiceLoss(_ConfigLoss):
     default_name = "bce_dice"
 
 
-#: name -> loss class; ``bce`` is Keras' own (seed 000's loss).
+#: name -> loss class; ``bce`` is Keras' own (the backbone report's loss).
 LOSSES: dict[str, type[keras.losses.Loss]] = {
     "bce": keras.losses.BinaryCrossentropy,
     "dice": SoftDiceLoss,

@@ -127,7 +127,7 @@ def compute_npv(y_true: np.ndarray, y_pred: np.ndarray | None = None) -> float:
 
 
 def compute_extra_fraction(y_true: np.ndarray, y_pred: np.ndarray | None = None) -> float:
-    """Extra fraction as printed in seed 001 eq. 4: FP / (TN + FN).
+    """Extra fraction as printed in Rondinella et al.'s (2023) eq. 4: FP / (TN + FN).
 
     (Other papers divide by the reference volume, FP / (TP + FN); this follows the seed.)
     """
@@ -136,7 +136,7 @@ def compute_extra_fraction(y_true: np.ndarray, y_pred: np.ndarray | None = None)
 
 
 def compute_fbeta(y_true: np.ndarray, y_pred: np.ndarray | None = None, beta: float = 1.0) -> float:
-    """F-beta = (1+b²)TP / ((1+b²)TP + FP + b²FN) (seed 003 eq. 4.5; it reports F3).
+    """F-beta = (1+b²)TP / ((1+b²)TP + FP + b²FN) (Røvang's (2021) eq. 4.5; it reports F3).
 
     beta > 1 weighs recall more; beta = 1 is Dice. nan when both are empty.
     """

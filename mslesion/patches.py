@@ -1,4 +1,4 @@
-"""Whole normalised volumes -> 3D training patches, and patch predictions -> volumes (seed 002).
+"""Whole normalised volumes -> 3D training patches, and patch predictions -> volumes (the 3DR2AUNet paper, 2024).
 
 :func:`prepare_volumes` writes one z-scored ``(Z, H, W, C)`` volume per patient
 (the whole folder is built beside the target and swapped in when complete)::

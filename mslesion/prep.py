@@ -68,7 +68,7 @@ class PrepConfig:
     fit: str = "pad"
     context: int = 1
     context_padding: str = "edge"
-    crop: str = "none"  # "brain": crop slices to the head's bounding box (seed 001), recorded for the inverse
+    crop: str = "none"  # "brain": crop slices to the head's bounding box (Rondinella et al. 2023), recorded for the inverse
     crop_margin: int = 4
     split: str = "holdout"
     test_fraction: float = 0.1

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 #: Hours a notebook session may run, per platform (Kaggle: 12 h a session, 30 h a week of GPU;
-#: the limit that bounded seed 000's study, section 5.2.1). Colab's free tier ends sessions at ~12 h.
+#: the limit that bounded the backbone report's study, section 5.2.1). Colab's free tier ends sessions at ~12 h.
 SESSION_HOURS = {"kaggle": 12.0, "colab": 12.0}
 SHOWN = ("loss", "dice", "val_loss", "val_dice")
 #: Batches timed for the plan printed before the first epoch ends (after two untimed ones).

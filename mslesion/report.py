@@ -35,8 +35,8 @@ class ReportConfig:
 
     runs: list[str]  # trained models (Tables 6.1-6.3, appendices, per-patient)
     backbone_runs: list[str] = field(default_factory=list)
-    comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (seeds 001-003)
-    attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (seed 003 fig. 8.5)
+    comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (the related works)
+    attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (Røvang's (2021) fig. 8.5)
     tunings: list[str] = field(default_factory=list)
     epoch_study_run: str | None = None
     epoch_every: int = 25
@@ -200,7 +200,7 @@ def attention_figure(run: str | Path, writer: _Writer | None = None, eval_name: 
     figure = fig.plot_attention_maps(x[0], maps, np.asarray(mask[row.row, ..., 0]) > 0,
                                      title=f"{rt.run_label(run)}: patient {row.patient}, slice {row.slice_index}")
     if writer is not None:
-        writer.figure("attention_maps", figure, "Attention coefficients of the gates, deepest first (seed 003 fig. 8.5)",
+        writer.figure("attention_maps", figure, "Attention coefficients of the gates, deepest first (Røvang's (2021) fig. 8.5)",
                       {"runs": [str(run)], "slice": f"{row.patient}:{row.slice_index}"})  # fmt: skip
     return figure
 
@@ -241,7 +241,7 @@ def _write_report(config: ReportConfig, out: Path) -> None:
                     "epoch and the last, in training mode, in inference mode as trained and after batch-norm "
                     "recalibration; bn_gap above 0.1 is a warning", src)  # fmt: skip
         w.table("table_6_3_test_iou", rt.test_iou_table(runs, config.eval_name),
-                "Table 6.3: test IoU (slice-level = seed 000's unit; volume = per patient)", ev)  # fmt: skip
+                "Table 6.3: test IoU (slice-level = the backbone report's unit; volume = per patient)", ev)  # fmt: skip
         w.table("appendix_i_accuracy_loss", rt.accuracy_loss_table(runs),
                 "Appendix I table 1: accuracy and loss (last epoch)", src)  # fmt: skip
         per_patient = rt.per_patient_table(runs, config.eval_name)

@@ -1,4 +1,4 @@
-"""Run folders -> the report's tables as DataFrames (seed 000 ch. 6 and appendix I, seed 003 ch. 8).
+"""Run folders -> the report's tables as DataFrames (the backbone report's ch. 6 and appendix I, Røvang's (2021) ch. 8).
 
 Every function reads what earlier stages wrote (``config.json``,
 ``history.csv``, ``tuning.csv``, ``eval_*/``) and returns a DataFrame whose
@@ -80,7 +80,7 @@ def run_label(run: str | Path) -> str:
 
 
 def _mb(n: int) -> str:
-    """Parameter memory as seed 000 printed it: float32 bytes in MB, or KB when small."""
+    """Parameter memory as the backbone report printed it: float32 bytes in MB, or KB when small."""
     size = n * 4 / 2**20
     return f"{n:,} ({size:.2f} MB)" if size >= 1 else f"{n:,} ({n * 4 / 2**10:.2f} KB)"
 
@@ -182,7 +182,7 @@ def _eval_summary(run: Path, eval_name: str) -> dict | None:
 
 
 def test_iou_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
-    """Table 6.3: test IoU. Slice-level (seed 000's unit) and per-patient volume IoU/Dice, labelled."""
+    """Table 6.3: test IoU. Slice-level (the backbone report's unit) and per-patient volume IoU/Dice, labelled."""
     rows = []
     for run in runs:
         s = _eval_summary(run, eval_name)
@@ -207,7 +207,7 @@ def accuracy_loss_table(runs: list[Path]) -> pd.DataFrame:
 
 
 def backbone_table(runs: list[Path]) -> pd.DataFrame:
-    """Backbone comparison (seed 000 s. 5.1, seed 004): size, training speed and validation Dice per encoder."""
+    """Backbone comparison (the backbone report's s. 5.1, the LGG encoder comparison): size, training speed and validation Dice per encoder."""
     rows = []
     for run in runs:
         cfg = load_json(run / "config.json")
@@ -224,7 +224,7 @@ def backbone_table(runs: list[Path]) -> pd.DataFrame:
 
 
 def lr_search_table(tunings: list[Path]) -> pd.DataFrame:
-    """Learning-rate search (seed 000 s. 5.2.2): one row per trial, best first within each search."""
+    """Learning-rate search (the backbone report's s. 5.2.2): one row per trial, best first within each search."""
     frames = []
     for t in tunings:
         cfg = load_json(t / "config.json")
@@ -236,7 +236,7 @@ def lr_search_table(tunings: list[Path]) -> pd.DataFrame:
 
 
 def epoch_study_table(run: Path, every: int) -> pd.DataFrame:
-    """Seed 000 s. 5.2.1: validation Dice after every ``every`` epochs of one long run."""
+    """The backbone report's s. 5.2.1: validation Dice after every ``every`` epochs of one long run."""
     table = pd.DataFrame(epoch_study(run, every))
     table.insert(0, "model", run_label(run))
     return table
@@ -303,7 +303,7 @@ def detection_rule(fraction: float, short: bool = False) -> str:
 
 
 def lesionwise_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
-    """Seed 003's lesion table per model: lesion counts summed over patients, by size bracket.
+    """Røvang's (2021) lesion table per model: lesion counts summed over patients, by size bracket.
 
     ``detected_when`` follows ``detection_fraction`` and says its rule in words (:func:`detection_rule`).
     """

@@ -58,9 +58,9 @@ def select_slices(
 ) -> np.ndarray:
     """Indices of the axial slices to keep.
 
-    Modes: ``lesion`` (a lesion pixel in the mask, seed 000), ``brain`` (at least
+    Modes: ``lesion`` (a lesion pixel in the mask, the backbone report), ``brain`` (at least
     ``min_foreground_fraction`` of the slice is head/brain), ``entropy`` (above
-    the threshold in bits/pixel, seed 003), ``all``.
+    the threshold in bits/pixel, Røvang (2021)), ``all``.
     """
     z = mask.shape[0]
     if mode == "lesion":
@@ -130,7 +130,7 @@ def slice_case(
     The foreground (for z-score statistics and ``brain`` selection) and the
     entropy are computed on the first modality's raw intensities. ``crop="brain"``
     cuts every slice to the in-plane bounding box of the volume's foreground
-    plus ``crop_margin`` pixels (seed 001 cropped the black background to 160x160);
+    plus ``crop_margin`` pixels (Rondinella et al. (2023) cropped the black background to 160x160);
     the box is recorded so predictions map back (:func:`to_native_stack`).
     ``background="zero"`` sets voxels outside the foreground to 0 after
     normalisation (nnU-Net's masked z-score): air is then the brain's mean, not

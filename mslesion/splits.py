@@ -1,6 +1,6 @@
 """Patient-level splits: a patient's slices never fall in two parts.
 
-Seed 000 split slices 90:10 with no regard to patients, so neighbouring
+The backbone report split slices 90:10 with no regard to patients, so neighbouring
 slices of one brain sat on both sides; here every split is over patient ids.
 """
 
@@ -36,9 +36,9 @@ def split_patients(
     """Split patient ids deterministically for ``seed``.
 
     Modes:
-        ``holdout``: train/test, ``test_fraction`` of patients in test (seed 000: 90:10).
-        ``train_val_test``: three parts (seed 004).
-        ``kfold``: ``k`` folds; fold i tests on part i and validates on part i+1 (seed 001).
+        ``holdout``: train/test, ``test_fraction`` of patients in test (the backbone report: 90:10).
+        ``train_val_test``: three parts (the LGG encoder comparison).
+        ``kfold``: ``k`` folds; fold i tests on part i and validates on part i+1 (Rondinella et al. 2023).
 
     Returns:
         ``{"mode", "seed", "patients", "folds": [{"train": [...], "val": [...], "test": [...]}]}``

@@ -62,7 +62,7 @@ __all__ = ["TrainConfig", "train", "run_dir_for", "read_history", "epoch_study",
 class TrainConfig:
     """Everything that decides a training run; saved as ``config.json``.
 
-    Defaults follow seed 000 section 5.2: Adam, learning rate 1e-3, binary
+    Defaults follow the backbone report's section 5.2: Adam, learning rate 1e-3, binary
     cross-entropy, accuracy + Dice + IoU tracked on train and validation.
     """
 
@@ -78,11 +78,11 @@ class TrainConfig:
     seed: int = 0
     augment: bool = False
     balance: bool = False
-    reduce_lr_patience: int | None = None  # seed 002: ReduceLROnPlateau(factor=0.5)
+    reduce_lr_patience: int | None = None  # the 3DR2AUNet paper (2024): ReduceLROnPlateau(factor=0.5)
     reduce_lr_factor: float = 0.5
     early_stopping_patience: int | None = None
     max_minutes: float | None = None  # stop before the epoch that would pass this training time (epochs stays the cap)
-    lesion_slices_only: bool = False  # train on slices with lesion only (seed 000); validation keeps every slice
+    lesion_slices_only: bool = False  # train on slices with lesion only (the backbone report); validation keeps every slice
     val_fraction: float = 0.1  # carve validation patients from train when the split has none
     cache_gb: float = 4.0  # slices smaller than this are read into memory once; larger stay memory-mapped
     strategy: str = "auto"
@@ -137,7 +137,7 @@ def _parts(config: TrainConfig) -> tuple[list[str], list[str], bool]:
         warnings.warn(f"{config.dataset}: no validation patients (val_fraction=0); validating on the training patients",
                       stacklevel=3)  # fmt: skip
         return train, list(train), False
-    # seed 000 validated on part of its training data; carve whole patients
+    # the backbone report validated on part of its training data; carve whole patients
     rng = np.random.default_rng(config.seed)
     n_val = max(1, int(round(len(train) * config.val_fraction))) if len(train) > 1 else 0
     if n_val == 0:
@@ -232,7 +232,7 @@ def read_history(run_dir: str | Path):
 
 
 def epoch_study(run_dir: str | Path, every: int = 25, metric: str = "val_dice") -> list[dict]:
-    """Seed 000 section 5.2.1 from one long run: ``metric`` at epochs every, 2*every, ... (1-based)."""
+    """The backbone report's section 5.2.1 from one long run: ``metric`` at epochs every, 2*every, ... (1-based)."""
     history = read_history(run_dir)
     rows = []
     for epoch in range(every, len(history) + 1, every):

@@ -1,4 +1,4 @@
-"""One 3D training config -> one run folder; whole-volume evaluation of it (seed 002's 3D path).
+"""One 3D training config -> one run folder; whole-volume evaluation of it (the 3DR2AUNet paper's (2024) 3D path).
 
 The dataset is a folder written by :func:`mslesion.patches.prepare_volumes`.
 The run folder has the 2D runner's layout (:mod:`mslesion.training`)::
@@ -15,7 +15,7 @@ The run folder has the 2D runner's layout (:mod:`mslesion.training`)::
         eval_<part>/       per_patient.csv, lesions.csv, slices.csv, failures.csv, summary.json
                            (:func:`evaluate_3d`), masks/ when asked
 
-Seed 002 (sections B-E): 64^3 patches at stride 32, flips/rotations, BCE + Dice
+The 3DR2AUNet paper (2024) (sections B-E): 64^3 patches at stride 32, flips/rotations, BCE + Dice
 0.5/0.5, Adam 1e-4 with ReduceLROnPlateau(factor 0.5) on the validation loss, 70
 epochs. Validation runs on every grid patch of the validation patients, without
 augmentation; evaluation predicts whole volumes by Gaussian-blended sliding window.
@@ -44,7 +44,7 @@ __all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
 
 @dataclass
 class Train3DConfig:
-    """Everything that decides a 3D training run; saved as ``config.json`` (defaults: seed 002)."""
+    """Everything that decides a 3D training run; saved as ``config.json`` (defaults: the 3DR2AUNet paper (2024))."""
 
     dataset: str
     model: str = "native.r2_att_unet_3d"
@@ -61,7 +61,7 @@ class Train3DConfig:
     lesion_fraction: float | None = 0.5
     augment: bool = True
     rotate_deg: float = 0.0  # small in-plane rotation on top of flips and 90-degree turns
-    elastic_alpha_vox: float = 0.0  # elastic deformation (seed 002 mentions it; off by default)
+    elastic_alpha_vox: float = 0.0  # elastic deformation (the 3DR2AUNet paper (2024) mentions it; off by default)
     patches_per_epoch: int | None = None  # default: the number of grid patches of the training patients
     fold: int = 0
     val_fraction: float = 0.1  # carve validation patients from train when the split has none

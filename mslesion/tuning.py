@@ -1,7 +1,7 @@
-"""Learning-rate search with keras-tuner (``mslesion tune``), seed 000 section 5.2.2.
+"""Learning-rate search with keras-tuner (``mslesion tune``), the backbone report's section 5.2.2.
 
 The search space is the learning rate only: a choice among fixed values
-(seed 000: 1e-1, 1e-2, 1e-3, 1e-4) or a log-uniform range. The objective is
+(the backbone report: 1e-1, 1e-2, 1e-3, 1e-4) or a log-uniform range. The objective is
 validation Dice (pooled, thresholded; see :mod:`mslesion.keras_metrics`).
 Results land in ``<run>/tuning.csv`` (trial, learning_rate, best_val_dice,
 best_epoch, epochs) next to ``config.json``; keras-tuner's own state is in

@@ -157,7 +157,7 @@ def compute_patient_metrics(
     Args:
         y_true: bool/0-1 reference volume ``(D, H, W)`` (2D works too); y_pred: same shape.
         spacing_mm: voxel size per axis in mm, ``len == y_true.ndim``.
-        beta: F-beta weight, reported as ``f{beta:g}`` (seed 003 reports F3).
+        beta: F-beta weight, reported as ``f{beta:g}`` (Røvang (2021) reports F3).
 
     Returns:
         :func:`mslesion.metrics.compute_all` keys (dice, iou, ..., tp, fp, fn, tn), the

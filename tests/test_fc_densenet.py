@@ -1,4 +1,4 @@
-"""native.fc_densenet: seed 001's FC-DenseNet + SA + ConvLSTM on 2.5D triplets."""
+"""native.fc_densenet: Rondinella et al.'s (2023) FC-DenseNet + SA + ConvLSTM on 2.5D triplets."""
 
 import math
 
@@ -17,7 +17,7 @@ CONVLSTM_WEIGHTS = 2 * 3 * 3 * 60 * 240  # kernel + recurrent kernel, 60 -> 60 m
 
 
 def test_reference_settings_reproduce_table_1_exactly():
-    # seed 001 table 1 (13,242,782): FLAIR replicated to 3 channels per slice, 2-way softmax, no ConvLSTM counted
+    # Rondinella et al.'s (2023) table 1 (13,242,782): FLAIR replicated to 3 channels per slice, 2-way softmax, no ConvLSTM counted
     paper = fc_densenet((160, 160, 9), num_classes=2, lstm=False)
     assert count_params(paper)["trainable"] == 13_242_782
     model = build_model("native.fc_densenet", input_shape=(160, 160, 3))

@@ -44,7 +44,7 @@ def test_empty_slice_predicted_empty_costs_nothing():
 def test_tversky_follows_seed003_eq_4_8_and_the_keras_alpha_mapping():
     # alpha weighs FN, beta weighs FP
     assert f(tversky_loss(Y_TRUE, Y_PRED, 0.85, 0.15, smooth=0)) == pytest.approx(1 - TP / (TP + 0.85 * FN + 0.15 * FP))
-    # seed 003 eq 4.10: one missed lesion pixel, alpha 0.7, Omega 2 -> index 2/2.7
+    # Røvang's (2021) eq 4.10: one missed lesion pixel, alpha 0.7, Omega 2 -> index 2/2.7
     one = np.zeros((1, 3, 3, 1), np.float32)
     one[0, 1, 1] = 1
     assert 1 - f(tversky_loss(one, np.zeros_like(one), 0.7, 0.3, smooth=2)) == pytest.approx(2 / 2.7)

@@ -26,7 +26,7 @@ def test_default_size_is_seed_003_unet256():
     model = build_model(NAME, input_shape=(256, 256, 1))
     assert FILTERS == (32, 64, 128, 256, 512)
     assert model.output_shape == (None, 256, 256, 1) and model.output.dtype == "float32"
-    assert model.get_layer("bottleneck_conv2").output.shape[1:] == (16, 16, 512)  # seed 003: 16x16 deepest, 512 maps
+    assert model.get_layer("bottleneck_conv2").output.shape[1:] == (16, 16, 512)  # Røvang (2021): 16x16 deepest, 512 maps
     assert count_params(model)["total"] == 7_908_036
 
 

@@ -1,4 +1,4 @@
-"""3D R2 attention U-Net (seed 002): shapes, saving, other backends, and the 3D training runner."""
+"""3D R2 attention U-Net (the 3DR2AUNet paper, 2024): shapes, saving, other backends, and the 3D training runner."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def params(text: str):
 NB01 = [
     new_markdown_cell("""# 01 · Data preparation: volumes → normalised slices, split by patient
 
-Reproduces the data chapter of the study (seed 000, ch. 4) without its two bugs: slices are stored as float
+Reproduces the data chapter of the study (the backbone report, ch. 4) without its two bugs: slices are stored as float
 arrays (not matplotlib PNGs) and the train/test split keeps each patient on one side.
 
 On Kaggle, attach the MS dataset of Muslim et al. (2022) with *Add Input*: it is found under `/kaggle/input`,
@@ -90,7 +90,7 @@ print(f"working folder {work}; {'SYNTHETIC cohort' if workspace.is_synthetic(sou
 summary = prep.prepare_dataset(source, out, config, jobs=os.cpu_count() or 1, overwrite=OVERWRITE)
 print(summary)
 print(workspace.describe_dataset(out))'''),
-    new_markdown_cell("Slices with their masks (seed 000 figure 4.4): the slice of each of the first patients with the most lesion pixels."),
+    new_markdown_cell("Slices with their masks (the backbone report's figure 4.4): the slice of each of the first patients with the most lesion pixels."),
     new_code_cell('''manifest = prep.read_manifest(out)
 best = manifest.loc[manifest.groupby("patient").lesion_pixels.idxmax()].head(4)
 fig, axes = plt.subplots(2, len(best), figsize=(3 * len(best), 6), squeeze=False)
@@ -113,7 +113,7 @@ manifest.groupby("patient").agg(slices=("row", "size"), lesion_pixels=("lesion_p
 NB02 = [
     new_markdown_cell("""# 02 · Backbone comparison
 
-Seed 000 (section 5.1) picked its U-Net encoder after comparing backbones on the same data; seed 004 compared
+The backbone report (section 5.1) picked its U-Net encoder after comparing backbones on the same data; the LGG encoder comparison compared
 encoders on the LGG FLAIR dataset. This notebook trains one U-Net per encoder on the **same patient-level split**
 and tabulates size, training speed and validation Dice.
 
@@ -156,13 +156,13 @@ report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, int
 NB03 = [
     new_markdown_cell("""# 03 · Model training: the six models of Table 6.1 and the learning-rate search
 
-Seed 000 trained three keras-unet-collection models with a frozen ImageNet VGG16 encoder (U-Net, U-Net++,
+The backbone report trained three keras-unet-collection models with a frozen ImageNet VGG16 encoder (U-Net, U-Net++,
 attention U-Net) and three from scratch (U-Net, R2 U-Net, attention U-Net), binary cross-entropy, Adam 1e-3,
 50 epochs (chapter 5), then searched the learning rate with keras-tuner (section 5.2.2). Each run writes its
 own folder (config, history, checkpoints); each model is then evaluated per patient on whole volumes.
 
 The training options come from `RECIPE`: by default the configuration that did best on real data in the
-README's comparison; `RECIPE = "seed000"` trains exactly as seed 000 did (BCE on lesion slices, no
+README's comparison; `RECIPE = "seed000"` trains exactly as the backbone report did (BCE on lesion slices, no
 augmentation).
 
 `QUICK = True` narrows the decoders and trains a few epochs on a synthetic cohort (no ImageNet weights offline:
@@ -177,7 +177,7 @@ NATIVE_MODELS = True            # also the related works' own models (pyramid at
 NATIVE_3D = True                # include the 3D R2 attention U-Net (whole-volume patches; NIfTI data)
 EPOCHS = 50
 TIME_BUDGET = None              # minutes of training for the six models, split over the runs; None: EPOCHS decide
-RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE; "seed000": seed 000's BCE on lesion slices
+RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE; "seed000": the backbone report's BCE on lesion slices
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8

@@ -7,7 +7,7 @@ Encoder modes (``encoder=``), for models with a backbone:
   (Keras 3 then runs those BN layers in inference mode). This is what
   keras-unet-collection does with ``freeze_backbone=True``; it differs from
   segmentation_models' own ``encoder_freeze=True``, which leaves BN trainable.
-- ``int N``: freeze the first ``N`` encoder blocks and train the rest (seed 004
+- ``int N``: freeze the first ``N`` encoder blocks and train the rest (the LGG encoder comparison
   froze the first two VGG16 conv blocks). A block ends at each skip-connection
   feature layer of the encoder (VGG16: ``block1_conv2``, ``block2_conv2``,
   ``block3_conv3``, ...); weights after the last feature layer form one more

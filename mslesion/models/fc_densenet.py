@@ -1,6 +1,6 @@
-"""FC-DenseNet (Tiramisu) + squeeze-and-attention + ConvLSTM on slice triplets (seed 001), native Keras 3.
+"""FC-DenseNet (Tiramisu) + squeeze-and-attention + ConvLSTM on slice triplets (Rondinella et al. 2023), native Keras 3.
 
-Registry key ``native.fc_densenet``. Seed 001 section 3.3, table 1, table 5;
+Registry key ``native.fc_densenet``. Rondinella et al.'s (2023) section 3.3, table 1, table 5;
 details (SA wiring, bottleneck, LSTM) follow the authors' released PyTorch
 code (github ictlab-unict/attention-cnn-MS-segmentation, ``FCDenseNet67``
 with ``grow_rate=12`` as its ``train.py`` builds it).
@@ -188,7 +188,7 @@ def _encoder(slice_shape, blocks, layers_per_block, bottleneck_layers, growth_ra
 
 
 @register("native.fc_densenet", description="FC-DenseNet + squeeze-and-attention + ConvLSTM on 2.5D triplets "
-                                            "(seed 001)")  # fmt: skip
+                                            "(Rondinella et al. 2023)")  # fmt: skip
 def fc_densenet(
     input_shape: Sequence[int],
     num_classes: int = 1,
@@ -203,14 +203,14 @@ def fc_densenet(
     lstm_kernel_size: int = 3,
     lstm_output: str = "last",
 ) -> keras.Model:
-    """FC-DenseNet + SA + ConvLSTM of seed 001 (see the module docstring), sigmoid output.
+    """FC-DenseNet + SA + ConvLSTM of Rondinella et al. (2023) (see the module docstring), sigmoid output.
 
     Args:
         input_shape: ``(H, W, 3M)``: 2.5D triplets of M modalities, modality-major;
             H and W multiples of ``2**blocks``.
         num_classes: output channels (independent sigmoids).
-        growth_rate: maps each dense layer adds (seed 001: 12).
-        layers_per_block: dense layers per down/up block (seed 001's count: 5).
+        growth_rate: maps each dense layer adds (Rondinella et al. 2023: 12).
+        layers_per_block: dense layers per down/up block (Rondinella et al.'s (2023) count: 5).
         blocks: dense blocks (and poolings) on each path.
         bottleneck_layers: dense layers in the bottleneck; default ``layers_per_block``.
         initial_filters: filters of the first 3x3 conv (48).

@@ -24,7 +24,7 @@ from mslesion.models.weights import check_weights, is_pretrained, weights_downlo
 
 __all__ = ["FILTER_NUM", "KUC_BACKBONES", "kuc_unet", "kuc_unet_plus", "kuc_att_unet", "kuc_r2_unet"]
 
-#: Default filters per level, as in seed 000 (five levels, four poolings).
+#: Default filters per level, as in the backbone report (five levels, four poolings).
 FILTER_NUM = (64, 128, 256, 512, 1024)
 KUC_BACKBONES = (
     ("VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152", "ResNet50V2", "ResNet101V2", "ResNet152V2")

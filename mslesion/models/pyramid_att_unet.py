@@ -1,4 +1,4 @@
-"""Attention U-Net with pyramid input (seed 003 chapter 6), native Keras 3 (``native.att_unet_pyramid``).
+"""Attention U-Net with pyramid input (Røvang's (2021) chapter 6), native Keras 3 (``native.att_unet_pyramid``).
 
 Architecture (``L = len(filters)`` levels, ``L - 1`` poolings, ``L - 1`` attention gates)::
 
@@ -10,23 +10,23 @@ Architecture (``L = len(filters)`` levels, ``L - 1`` poolings, ``L - 1`` attenti
     output = Conv2D(num_classes, 1x1, bias-free, sigmoid, float32)(g)
 
 - Conv block: two 3x3 convs (bias-free, zero "same" padding), each followed by
-  batch or group normalisation and ReLU or Mish (seed 003 sections 2.5, 6.1, 8.8).
-- Pyramid input (seed 003 section 6.2, after Abraham & Khan 2019): the input
+  batch or group normalisation and ReLU or Mish (Røvang's (2021) sections 2.5, 6.1, 8.8).
+- Pyramid input (Røvang's (2021) section 6.2, after Abraham & Khan 2019): the input
   image max-pooled (2x2, stride 2, cascaded) to each coarser level's resolution
   is concatenated to that level's input, bottleneck included.
-- Attention gates (Oktay et al. 2018; seed 003 eqs 6.1-6.2): additive attention
+- Attention gates (Oktay et al. 2018; Røvang's (2021) eqs 6.1-6.2): additive attention
   ``psi = sigmoid(conv1x1(relu(Wx x + Wg g + b_xg)) + b_psi)``, with ``x`` the
   skip (``F_int = max(1, f_l // 2)`` intermediate channels) and ``g`` the
   gating signal from the coarser decoder level; ``Wg g`` is computed at the
   coarse resolution and bilinearly upsampled to the skip's resolution (a 1x1
   conv commutes with bilinear upsampling, so this equals upsampling ``g``
-  first). The skip is multiplied by ``psi`` (broadcast over channels). Seed 003
+  first). The skip is multiplied by ``psi`` (broadcast over channels). Røvang (2021)
   figure 6.4 instead strides ``x`` down to ``g`` and upsamples ``psi``; here
   the coefficients are computed at the skip's full resolution.
 - Only standard Keras layers: saves/loads as ``.keras`` with no custom objects
   and runs on the TensorFlow, JAX and PyTorch backends.
 
-Default widths ``(32, 64, 128, 256, 512)``: seed 003's "UNet256", half the
+Default widths ``(32, 64, 128, 256, 512)``: Røvang's (2021) "UNet256", half the
 original U-Net's (64 ... 1024) with a 512-map bottleneck (figure 6.2 caption)
 and 16x16 deepest maps at 256x256 input (four poolings). The seed's text lists
 ``[32, 64, 256, 512]``, which has one level too few for its own 16x16 and
@@ -58,7 +58,7 @@ from mslesion.models.registry import register
 
 __all__ = ["FILTERS", "att_unet_pyramid", "attention_layer_names", "attention_maps"]
 
-#: Seed 003's reduced "UNet256" widths per level (see the module docstring).
+#: Røvang's (2021) reduced "UNet256" widths per level (see the module docstring).
 FILTERS = (32, 64, 128, 256, 512)
 ACTIVATIONS = ("relu", "mish")
 NORMS = ("batch", "group")
@@ -110,7 +110,7 @@ def _attention_gate(skip, gate, level: int):
     return layers.Multiply(name=f"gate_{level}_apply")([skip, psi]), psi
 
 
-@register("native.att_unet_pyramid", description="attention U-Net with pyramid input (seed 003), native Keras 3")
+@register("native.att_unet_pyramid", description="attention U-Net with pyramid input (Røvang 2021), native Keras 3")
 def att_unet_pyramid(
     input_shape: Sequence[int],
     num_classes: int = 1,
@@ -128,9 +128,9 @@ def att_unet_pyramid(
             any C (1 FLAIR slice, 3 adjacent slices, FLAIR + T1, ...).
         num_classes: output channels (independent sigmoids).
         filters: widths per level, shallowest first; the last is the bottleneck.
-        activation: ``"relu"`` or ``"mish"`` (seed 003 section 8.8).
+        activation: ``"relu"`` or ``"mish"`` (Røvang's (2021) section 8.8).
         norm: ``"batch"`` or ``"group"`` normalisation after every 3x3 conv.
-        groups: G of group normalisation (seed 003 tried 4 and 32; 4 did better);
+        groups: G of group normalisation (Røvang (2021) tried 4 and 32; 4 did better);
             every width must be divisible by it.
         pyramid: concatenate the max-pooled input image to each coarser level's input.
         name: model name.

@@ -1,6 +1,6 @@
-"""3D recurrent-residual attention U-Net (seed 002, "F.sh / 3DR2AUNet"), ``keras.layers`` only.
+"""3D recurrent-residual attention U-Net (the 3DR2AUNet paper, 2024, "F.sh / 3DR2AUNet"), ``keras.layers`` only.
 
-Architecture (seed 002 section C; blocks as in Alom et al. 2018 R2U-Net and
+Architecture (the 3DR2AUNet paper's (2024) section C; blocks as in Alom et al. 2018 R2U-Net and
 Oktay et al. 2018 Attention U-Net, following the reference R2AttU-Net of
 LeeJunHyun/Image_Segmentation with every 2D operation made 3D):
 
@@ -23,7 +23,7 @@ LeeJunHyun/Image_Segmentation with every 2D operation made 3D):
   one channel, the skip is multiplied by ``psi``; inner width ``f // 2``.
 * **Head**: 1x1x1 conv to ``num_classes``, sigmoid kept in float32.
 
-Widths: seed 002 gives none (it names four encoder blocks, a bridge and four
+Widths: the 3DR2AUNet paper (2024) gives none (it names four encoder blocks, a bridge and four
 decoder blocks, no channel counts). The default ``(32, 64, 128, 256)`` is four
 levels (three poolings, the last entry is the bridge) at half the reference
 R2AttU-Net's 64-1024; ``filters=(16, 32, 64, 128, 256)`` gives the seed's four
@@ -94,7 +94,7 @@ def _up(x, filters: int, mode: str, name: str):
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-@register("native.r2_att_unet_3d", description="3D recurrent-residual attention U-Net (seed 002), keras.layers only",
+@register("native.r2_att_unet_3d", description="3D recurrent-residual attention U-Net (the 3DR2AUNet paper, 2024), keras.layers only",
           example_input=(64, 64, 64, 1))  # fmt: skip
 def r2_att_unet_3d(
     input_shape: Sequence[int | None],
@@ -111,7 +111,7 @@ def r2_att_unet_3d(
             ``2 ** (len(filters) - 1)`` (None allowed: any such size at call time).
         num_classes: output channels (sigmoid each).
         filters: width of each level, finest first; the last level is the bridge.
-        recurrence: recurrent steps ``t`` per recurrent unit (seed 002 / R2U-Net: 2).
+        recurrence: recurrent steps ``t`` per recurrent unit (the 3DR2AUNet paper (2024) / R2U-Net: 2).
         upsampling: ``"upsample"`` (UpSampling3D + conv) or ``"transpose"`` (Conv3DTranspose).
         name: model name.
 

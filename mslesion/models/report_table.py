@@ -1,4 +1,4 @@
-"""The six models of seed 000's Table 6.1, built exactly as that report built them.
+"""The six models of the backbone report's Table 6.1, built exactly as that report built them.
 
 All are keras-unet-collection models, input 256x256x3,
 ``filter_num=[64, 128, 256, 512, 1024]``, one sigmoid output. The three
