@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.mslesion-dev-installed
 DATA ?= data
 PATIENTS ?= 10
 
-.PHONY: install install-dev demo test bench clean
+.PHONY: install install-dev demo test test-fast bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: $(STAMP)
 ## test: the whole test suite (what CI runs)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+## test-fast: the edit loop: everything but the tests marked slow (notebooks, full-size builds, long training)
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_prep.py

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from .paths import CHOSEN
 
 __all__ = ["BN_GAP_TOLERANCE", "CHOICE_FILE", "score_candidate", "choose", "bn_gap_warnings", "describe_choice"]
 
 #: largest tolerated drop of validation Dice from training mode to inference mode
 BN_GAP_TOLERANCE = 0.1
 #: the chosen weights, as evaluate and predict load them by default
-CHOICE_FILE = "model.keras"
+CHOICE_FILE = CHOSEN
 
 
 def score_candidate(model, evaluate: Callable[[object], dict], training_mode_dice: Callable[[object], float],

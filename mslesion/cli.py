@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .paths import RUN_CONFIG
 
 __all__ = ["main"]
 
@@ -450,7 +451,7 @@ def add_report(subparsers) -> None:
         from .report_tables import find_runs, find_tunings
 
         def expand(paths, finder):
-            return [str(r) for p in paths for r in ([Path(p)] if finder is find_runs and (Path(p) / "config.json")
+            return [str(r) for p in paths for r in ([Path(p)] if finder is find_runs and (Path(p) / RUN_CONFIG)
                     .is_file() else finder(p))]  # fmt: skip
 
         report = build_report(ReportConfig(

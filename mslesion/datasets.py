@@ -18,6 +18,7 @@ import numpy as np
 from .augmentation import Augmentation, apply_paired
 from .prep import open_case, read_manifest
 from .splits import load_splits
+from .paths import SPLITS
 
 __all__ = ["SliceSet", "Augmentation", "load_slice_set", "make_dataset", "split_patients_of"]
 
@@ -66,7 +67,7 @@ class SliceSet:
 
 def split_patients_of(dataset_dir: str | Path, part: str, fold: int = 0) -> list[str]:
     """Patient ids of ``part`` (train/val/test) in fold ``fold`` of ``splits.json``."""
-    splits = load_splits(Path(dataset_dir) / "splits.json")
+    splits = load_splits(Path(dataset_dir) / SPLITS)
     if not 0 <= fold < len(splits["folds"]):
         raise ValueError(f"fold {fold} does not exist; the dataset has {len(splits['folds'])}")
     return list(splits["folds"][fold][part])

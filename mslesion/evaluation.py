@@ -40,6 +40,7 @@ from .outputs import check_inside, output_dir
 from .metrics import compute_dice, compute_iou, confusion
 from .training import config_from_dict
 from .volume_metrics import compute_patient_metrics
+from .paths import SPLITS
 
 __all__ = ["EvalConfig", "evaluate", "evaluate_volume", "write_tables", "SUMMARY_METRICS", "COLLAPSE_DICE",
            "trust_summary", "describe_trust"]
@@ -107,7 +108,7 @@ def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
         from .datasets import split_patients_of
 
         dataset = run.config["dataset"]
-        if not (Path(dataset) / "splits.json").is_file():
+        if not (Path(dataset) / SPLITS).is_file():
             where = "" if Path(dataset).is_absolute() else f" (a relative path, read from {Path.cwd()})"
             raise RunNotFoundError(run.run_dir, f"its dataset {dataset}{where} has no splits.json; run from the folder "
                                                 "it was trained in, or give other patients with --source")  # fmt: skip

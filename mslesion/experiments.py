@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .models import REPORT_MODELS
+from .paths import FINAL_EVAL, MANIFEST, PREP_CONFIG, SPLITS
 
 __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
            "evaluate_runs", "ensure_dataset", "notebook_inputs", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs",
@@ -103,7 +104,7 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     from .training3d import train_3d
 
     dataset = Path(dataset)
-    record = load_json(dataset / "prep_config.json")
+    record = load_json(dataset / PREP_CONFIG)
     split = {k: record[k] for k in ("split", "test_fraction", "val_fraction", "folds", "seed")}
 
     def widths(name: str) -> dict:
@@ -145,7 +146,7 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
 def _same_split(dataset: Path, other: Path) -> None:
     from .splits import load_splits
 
-    if load_splits(dataset / "splits.json")["folds"] != load_splits(other / "splits.json")["folds"]:
+    if load_splits(dataset / SPLITS)["folds"] != load_splits(other / SPLITS)["folds"]:
         raise ValueError(f"{other}: its patient split differs from {dataset}'s (a patient failed in one of them?); "
                          "the native models must be compared on the same patients")
 
@@ -262,7 +263,7 @@ def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: 
         out = evaluate(run, EvalConfig(overwrite=True), verbose=False)
         per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
         history = read_history(run)
-        final_eval = load_json(run / "final_eval.json")
+        final_eval = load_json(run / FINAL_EVAL)
         dice = per_patient.dice.astype(float)
         rows.append({"config": name, "epochs": len(history), "train_minutes": float(history.seconds.sum()) / 60,
                      "val_dice": final_eval["candidates"][final_eval["chosen"]]["inference"]["dice"],
@@ -334,14 +335,14 @@ def ensure_dataset(dataset: str | Path, work: str | Path | None = None, patients
     work = Path(work) if work is not None else Path.cwd()
     if str(dataset) == SYNTHETIC:
         target = work / "data" / "slices" / f"synthetic_{size}"
-        if not (target / "manifest.csv").is_file():
+        if not (target / MANIFEST).is_file():
             raw = work / "data" / "raw" / "synthetic"
             generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
             prepare_dataset(raw, target, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
                                                     test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
         return target
     inputs = input_roots() if inputs is None else inputs
-    found = find_prepared(dataset, work, "manifest.csv", inputs)
+    found = find_prepared(dataset, work, MANIFEST, inputs)
     if found is None:
         looked = [str(work / dataset) if not Path(dataset).is_absolute() else str(dataset)]
         looked += [str(r / dataset) for r in inputs] if not Path(dataset).is_absolute() else []

@@ -23,6 +23,7 @@ from .outputs import check_inside
 from .prep import PrepConfig
 from .slicing import slice_case, to_native_stack
 from .volumes import from_axial_stack
+from .paths import BEST, PREP_CONFIG, RUN_CONFIG
 
 __all__ = [
     "CHECKPOINTS",
@@ -49,7 +50,7 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str = "model") -> Path:
         raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
     path = Path(run_dir) / f"{checkpoint}.keras"
     if checkpoint == "model" and not path.is_file():
-        return path.with_name("best.keras")
+        return path.with_name(BEST)
     return path
 
 
@@ -90,9 +91,9 @@ def read_run_config(run_dir: str | Path) -> dict:
     if not run_dir.is_dir():
         what = "is a file, not a run folder" if run_dir.exists() else "no such run folder"
         raise RunNotFoundError(run_dir, f"{what}; give a folder written by mslesion train")
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / RUN_CONFIG).is_file():
         raise RunNotFoundError(run_dir, "not a run folder (no config.json); give a folder written by mslesion train")
-    return _read_json(run_dir / "config.json")
+    return _read_json(run_dir / RUN_CONFIG)
 
 
 def run_prep_config(run_dir: str | Path) -> dict:
@@ -102,16 +103,16 @@ def run_prep_config(run_dir: str | Path) -> dict:
         RunNotFoundError: neither the run nor its dataset holds a ``prep_config.json``.
     """
     run_dir = Path(run_dir)
-    own = run_dir / "prep_config.json"
+    own = run_dir / PREP_CONFIG
     if own.is_file():
         return _read_json(own)
     dataset = Path(str(read_run_config(run_dir).get("dataset", "")))
-    if not (dataset / "prep_config.json").is_file():
+    if not (dataset / PREP_CONFIG).is_file():
         raise RunNotFoundError(
             run_dir, f"no prep_config.json in the run and its dataset {dataset} is gone; "
             "copy the dataset's prep_config.json into the run folder",
         )  # fmt: skip
-    return _read_json(dataset / "prep_config.json")
+    return _read_json(dataset / PREP_CONFIG)
 
 
 def check_run(run_dir: str | Path, checkpoint: str = "model") -> tuple[dict, dict, Path]:

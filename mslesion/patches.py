@@ -36,6 +36,7 @@ from .outputs import check_inside, check_output, output_dir
 from .intensity import fit_normalisation, foreground_mask
 from .loading import load_case
 from .splits import save_splits, split_patients
+from .paths import PREP3D_CONFIG, SPLITS
 
 __all__ = [
     "PreparedVolume", "prepare_volumes", "open_volume", "patch_grid", "extract_patch", "augment_patch",
@@ -138,9 +139,9 @@ def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, f
         writer.writeheader()
         writer.writerows(failures)
         save_text(tmp / "failures.csv", buf.getvalue())
-        save_json(tmp / "prep3d_config.json", {**config, "patients": prepared, "n_failures": len(failures)})
+        save_json(tmp / PREP3D_CONFIG, {**config, "patients": prepared, "n_failures": len(failures)})
         if prepared:
-            save_splits(tmp / "splits.json", split_patients(prepared, split, test_fraction=test_fraction,
+            save_splits(tmp / SPLITS, split_patients(prepared, split, test_fraction=test_fraction,
                         val_fraction=val_fraction, k=min(folds, max(len(prepared), 2)), seed=seed))  # fmt: skip
 
 

@@ -32,6 +32,7 @@ from .outputs import MARKER, OutputError, check_inside, check_output, locked, ou
 from .loading import LoadedCase, load_case
 from .slicing import CaseSlices, slice_case
 from .splits import save_splits, split_patients
+from .paths import MANIFEST, PREP_CONFIG, SPLITS
 
 __all__ = ["PrepConfig", "PrepSummary", "prepare_dataset", "prepare_case", "open_case", "read_manifest",
            "resplit_dataset"]
@@ -252,12 +253,12 @@ def _write_dataset(source, out_dir: Path, config: PrepConfig, found, summary: Pr
         summary.patients = len(order)
         summary.slices = len(rows)
         summary.lesion_slices = sum(r["lesion_pixels_native"] > 0 for r in rows)
-        _write_csv(tmp / "manifest.csv", rows, MANIFEST_COLUMNS)
+        _write_csv(tmp / MANIFEST, rows, MANIFEST_COLUMNS)
         _write_csv(tmp / "failures.csv", summary.failures, ["patient", "error", "message"])
-        save_json(tmp / "prep_config.json", {**config.to_dict(), "source": str(Path(source).resolve()),
+        save_json(tmp / PREP_CONFIG, {**config.to_dict(), "source": str(Path(source).resolve()),
                                              "layout_found": found.layout, "mslesion_version": __version__})  # fmt: skip
         if order:
-            save_splits(tmp / "splits.json", split_patients(
+            save_splits(tmp / SPLITS, split_patients(
                 order, config.split, test_fraction=config.test_fraction, val_fraction=config.val_fraction,
                 k=min(config.folds, max(len(order), 2)), seed=config.seed,
             ))  # fmt: skip
@@ -310,13 +311,13 @@ def resplit_dataset(dataset_dir: str | Path, mode: str = "holdout", *, test_frac
     marker = read_marker(folder)
     if marker is None or marker["kind"] != "dataset":
         raise OutputError(f"{folder}: not a slice dataset written by mslesion prep (no {MARKER} marker)")
-    if (folder / "splits.json").is_file() and not overwrite:
+    if (folder / SPLITS).is_file() and not overwrite:
         raise OutputError(f"{folder / 'splits.json'}: exists; pass --overwrite to replace the dataset's splits")
     with locked(folder):
         patients = list(dict.fromkeys(read_manifest(folder)["patient"]))
         splits = split_patients(patients, mode, test_fraction=test_fraction, val_fraction=val_fraction, k=folds,
                                 seed=seed)  # fmt: skip
-        save_splits(folder / "splits.json", splits)
+        save_splits(folder / SPLITS, splits)
     return splits
 
 
@@ -324,7 +325,7 @@ def read_manifest(dataset_dir: str | Path):
     """The dataset's ``manifest.csv`` as a pandas DataFrame (patient ids as strings)."""
     import pandas as pd
 
-    return pd.read_csv(Path(dataset_dir) / "manifest.csv", dtype={"patient": str})
+    return pd.read_csv(Path(dataset_dir) / MANIFEST, dtype={"patient": str})
 
 
 def open_case(dataset_dir: str | Path, patient: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:

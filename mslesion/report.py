@@ -25,6 +25,7 @@ from . import report_tables as rt
 from .fileio import load_json, save_json, save_text
 from .outputs import output_dir
 from .training import read_history
+from .paths import PREP_CONFIG
 
 __all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures", "attention_figure"]
 
@@ -164,7 +165,7 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
                               "Figure 4.4: slices with their lesion masks (red): per patient, the slice with the "
                               "most lesion pixels"),
     }  # fmt: skip
-    prep = load_json(dataset / "prep_config.json")
+    prep = load_json(dataset / PREP_CONFIG)
     first = manifest.groupby("patient", sort=False).lesion_pixels.sum().idxmax()
     case = [c for c in discover_cases(prep["source"], prep.get("layout_found") or "auto").cases if c.patient_id == first]
     if case:

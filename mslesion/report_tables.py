@@ -18,6 +18,7 @@ import pandas as pd
 from .evaluation import COLLAPSE_DICE
 from .fileio import load_json
 from .training import epoch_study, read_history
+from .paths import BEST, FINAL, FINAL_EVAL, HISTORY, RUN_CONFIG
 
 __all__ = [
     "find_runs",
@@ -55,8 +56,8 @@ DID_NOT_LEARN_RULE = f"did not learn: validation Dice below {LEARNED_DICE:g} at 
 def find_runs(root: str | Path) -> list[Path]:
     """Finished training runs under ``root`` (folders with config.json, history.csv and a checkpoint)."""
     root = Path(root)
-    found = [p.parent for p in root.rglob("history.csv") if (p.parent / "config.json").is_file()
-             and ((p.parent / "best.keras").is_file() or (p.parent / "final.keras").is_file())]  # fmt: skip
+    found = [p.parent for p in root.rglob(HISTORY) if (p.parent / RUN_CONFIG).is_file()
+             and ((p.parent / BEST).is_file() or (p.parent / FINAL).is_file())]  # fmt: skip
     return sorted(found)
 
 
@@ -69,7 +70,7 @@ def run_label(run: str | Path) -> str:
     """The name a run goes by in tables: Table 6.1's name for its report models, else its tag or model."""
     from .models import REPORT_MODELS
 
-    cfg = load_json(Path(run) / "config.json")
+    cfg = load_json(Path(run) / RUN_CONFIG)
     tag = cfg.get("tag") or "base"
     if tag in REPORT_MODELS:
         spec = REPORT_MODELS[tag]
@@ -89,7 +90,7 @@ def parameters_table(runs: list[Path]) -> pd.DataFrame:
     """Table 6.1: trainable, non-trainable and total parameters (with MB) of each run's model."""
     rows = []
     for run in runs:
-        cfg = load_json(run / "config.json")
+        cfg = load_json(run / RUN_CONFIG)
         p = cfg["params"]
         rows.append({"model": run_label(run), "registry": cfg["model"], "input": "x".join(map(str, cfg["input_shape"])),
                      "trainable": _mb(p["trainable"]), "non_trainable": _mb(p["non_trainable"]),
@@ -148,7 +149,7 @@ def dice_table(runs: list[Path]) -> pd.DataFrame:
 
 
 def _final_eval(run: Path) -> dict | None:
-    path = run / "final_eval.json"
+    path = run / FINAL_EVAL
     return load_json(path) if path.is_file() else None
 
 
@@ -202,7 +203,7 @@ def accuracy_loss_table(runs: list[Path]) -> pd.DataFrame:
         f = _final(run)
         rows.append({"model": run_label(run), "train_accuracy": float(f.accuracy), "val_accuracy": float(f.val_accuracy),
                      "train_loss": float(f.loss), "val_loss": float(f.val_loss),
-                     "loss": load_json(run / "config.json")["loss"]})  # fmt: skip
+                     "loss": load_json(run / RUN_CONFIG)["loss"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -210,7 +211,7 @@ def backbone_table(runs: list[Path]) -> pd.DataFrame:
     """Backbone comparison (the backbone report's s. 5.1, the LGG encoder comparison): size, training speed and validation Dice per encoder."""
     rows = []
     for run in runs:
-        cfg = load_json(run / "config.json")
+        cfg = load_json(run / RUN_CONFIG)
         h = read_history(run)
         params = cfg.get("model_params", {})
         rows.append({"model": run_label(run), "registry": cfg["model"],
@@ -227,7 +228,7 @@ def lr_search_table(tunings: list[Path]) -> pd.DataFrame:
     """Learning-rate search (the backbone report's s. 5.2.2): one row per trial, best first within each search."""
     frames = []
     for t in tunings:
-        cfg = load_json(t / "config.json")
+        cfg = load_json(t / RUN_CONFIG)
         table = pd.read_csv(t / "tuning.csv", dtype={"trial": str})
         table.insert(0, "model", cfg["model"] if cfg.get("tag", "lr_search") == "lr_search" else cfg["tag"])
         table.insert(1, "tuner", cfg["tuner"])
@@ -330,7 +331,7 @@ def model_comparison_table(runs: list[Path], eval_name: str = "eval_test") -> pd
     """2D and 3D models side by side on one split: size, training speed, per-patient Dice and lesion F1."""
     rows = []
     for run in runs:
-        cfg = load_json(run / "config.json")
+        cfg = load_json(run / RUN_CONFIG)
         h = read_history(run)
         s = _eval_summary(run, eval_name)
         shape = cfg.get("input_shape") or cfg.get("patch")

@@ -53,6 +53,7 @@ from .errors import DataError
 from .fileio import atomic_path, crash_point, load_json, save_json, save_text
 from .metrics import Confusion, compute_dice
 from .outputs import OutputError
+from .paths import BEST, ENVIRONMENT, FINAL, FINAL_EVAL, HISTORY, PREP_CONFIG, RUN_CONFIG, SPLITS, STATE, SUMMARY
 
 __all__ = ["TrainConfig", "train", "run_dir_for", "read_history", "epoch_study", "RunConfigError", "open_run",
            "check_run_inputs", "config_differences", "RUN_FILES", "write_run_records"]  # fmt: skip
@@ -196,7 +197,7 @@ class TimeBudget:
 
 
 def _seconds_done(run: Path) -> float:
-    path = run / "history.csv"
+    path = run / HISTORY
     if not path.is_file():
         return 0.0
     history = read_history(run)
@@ -227,7 +228,7 @@ def read_history(run_dir: str | Path):
     """``history.csv`` as a DataFrame, one row per epoch (duplicates from a resume dropped)."""
     import pandas as pd
 
-    history = pd.read_csv(Path(run_dir) / "history.csv")
+    history = pd.read_csv(Path(run_dir) / HISTORY)
     return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
@@ -292,16 +293,16 @@ def write_run_records(run: Path, dataset: str, record: str, resolved: dict, envi
 
     The copied record keeps the run usable for prediction without its dataset folder.
     """
-    save_json(run / "config.json", resolved)
-    save_json(run / "environment.json", environment)
+    save_json(run / RUN_CONFIG, resolved)
+    save_json(run / ENVIRONMENT, environment)
     with atomic_path(run / record) as tmp:
         shutil.copyfile(Path(dataset) / record, tmp)
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
-    save_text(run / "summary.txt", "\n".join(lines) + "\n")
+    save_text(run / SUMMARY, "\n".join(lines) + "\n")
 
 
-def check_run_inputs(config, record: str = "prep_config.json") -> None:
+def check_run_inputs(config, record: str = PREP_CONFIG) -> None:
     """Fail before anything is written: a prepared dataset (``record`` and ``splits.json``), known model and loss.
 
     Raises:
@@ -318,7 +319,7 @@ def check_run_inputs(config, record: str = "prep_config.json") -> None:
     root = Path(config.dataset)
     if not root.is_dir():
         raise DataError(root, "no such dataset folder; prepare one first (mslesion prep / prep3d)")
-    missing = [name for name in (record, "splits.json") if not (root / name).is_file()]
+    missing = [name for name in (record, SPLITS) if not (root / name).is_file()]
     if missing:
         raise DataError(root, f"not a prepared dataset (no {' or '.join(missing)}); prepare it first "
                         "(mslesion prep / prep3d)")  # fmt: skip
@@ -361,7 +362,7 @@ def config_differences(old: dict, new: dict, cls) -> list[str]:
 
 
 def _read_state(run: Path) -> dict | None:
-    path = run / "state.json"
+    path = run / STATE
     if not path.is_file():
         return None
     try:
@@ -474,7 +475,7 @@ def open_run(config, kind: str, overwrite: bool = False) -> Iterator[tuple[Path,
                                          "repeat them to resume it, or pass --overwrite to start it afresh")
             yield run, state
         except BaseException:
-            if new and not (run / "state.json").exists():
+            if new and not (run / STATE).exists():
                 _unclaim(run)
             raise
 
@@ -483,7 +484,7 @@ def _finished(run: Path, state: dict | None) -> bool:
     """True (and says so) when ``run`` is a finished run: it is then left alone."""
     if state is None or state.get("phase") != "done":
         return False
-    if not (run / "final.keras").is_file():
+    if not (run / FINAL).is_file():
         raise OutputError(f"{run}: state.json says the run finished but final.keras is missing; "
                           "pass --overwrite to train it afresh")  # fmt: skip
     print(f"{run}: already finished ({state.get('fit_epochs')} epochs); left as it is "
@@ -495,7 +496,7 @@ def _started(run: Path, config, kind: str, state: dict | None) -> dict:
     """The run's state; a new run's is written first, so the folder records its options before anything else."""
     if state is None:
         state = {"kind": kind, "phase": "training", "config": _user_config(config), "mslesion_version": __version__}
-        save_json(run / "state.json", state)
+        save_json(run / STATE, state)
     return state
 
 
@@ -580,7 +581,7 @@ def _best_so_far(run: Path, info: dict | None) -> tuple[float, int | None]:
     """The best val_dice to beat: the backup's, provided best.keras still loads; else -inf (re-made next epoch)."""
     from .models import load_model
 
-    path = run / "best.keras"
+    path = run / BEST
     if not info or info.get("best") is None or not path.is_file():
         return -math.inf, None
     try:
@@ -595,7 +596,7 @@ def _best_so_far(run: Path, info: dict | None) -> tuple[float, int | None]:
 
 def _history_before(run: Path, epoch: int) -> tuple[list[str], list[dict]]:
     """``history.csv``'s header and its complete rows of the epochs before ``epoch`` (a resume redoes the rest)."""
-    path = run / "history.csv"
+    path = run / HISTORY
     if not path.is_file():
         return [], []
     with open(path, newline="", encoding="utf-8") as f:
@@ -613,7 +614,7 @@ def _history_before(run: Path, epoch: int) -> tuple[list[str], list[dict]]:
 
 
 def _write_history(run: Path, header: list[str], rows: list[dict]) -> None:
-    path = run / "history.csv"
+    path = run / HISTORY
     if not header:
         path.unlink(missing_ok=True)
         return
@@ -667,7 +668,7 @@ def _keeper(run: Path, info: dict | None, stateful: list, header: list[str], row
             _crash("after_history", epoch)
             value = logs.get("val_dice")
             if value is not None and np.isfinite(value) and float(value) > self.best:
-                with atomic_path(run / "best.keras") as tmp:
+                with atomic_path(run / BEST) as tmp:
                     self.model.save(tmp)
                     _crash("best_checkpoint", epoch)
                 self.best, self.best_epoch = float(value), epoch
@@ -722,7 +723,7 @@ def _fitted(run: Path, model, state: dict, epochs_done: int) -> dict:
         model.save_weights(tmp)
         _crash("fitted_weights")
     state = {**state, "phase": "fitted", "fit_epochs": epochs_done}
-    save_json(run / "state.json", state)
+    save_json(run / STATE, state)
     _remove_backups(run)
     _crash("after_fit")
     return state
@@ -745,7 +746,7 @@ def _save_model(model, path: Path, point: str) -> None:
 
 
 def _done(run: Path, state: dict) -> None:
-    save_json(run / "state.json", {**state, "phase": "done"})
+    save_json(run / STATE, {**state, "phase": "done"})
     (run / "fitted.weights.h5").unlink(missing_ok=True)
 
 
@@ -776,7 +777,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
 
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
-    check_run_inputs(config, "prep_config.json")
+    check_run_inputs(config, PREP_CONFIG)
     train_ids, val_ids, carved = _parts(config)
     with open_run(config, "run", overwrite=overwrite) as (run, state):
         if progress is not None:
@@ -851,7 +852,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             "params": count_params(model),
         }
         state = _started(run, config, "run", state)
-        write_run_records(run, config.dataset, "prep_config.json", resolved, runtime.environment(strategy), model)
+        write_run_records(run, config.dataset, PREP_CONFIG, resolved, runtime.environment(strategy), model)
 
         if state["phase"] == "fitted":
             _load_fitted(run, model)
@@ -911,17 +912,17 @@ def _finish(run: Path, model, config: TrainConfig, train_set, val_set, val_ds, b
     recal = recalibrate if config.recalibrate_bn else None
     candidates = {"final": checkpoints.score_candidate(model, evaluate, reference, recal)}
     _crash("after_recalibration")
-    _save_model(model, run / "final.keras", "final_model")
+    _save_model(model, run / FINAL, "final_model")
     best_epoch, last_epoch = _best_and_last_epoch(run)
-    if best_epoch is not None and best_epoch != last_epoch and (run / "best.keras").is_file():
-        model.set_weights(load_model(run / "best.keras", compile=False).get_weights())
+    if best_epoch is not None and best_epoch != last_epoch and (run / BEST).is_file():
+        model.set_weights(load_model(run / BEST, compile=False).get_weights())
         candidates["best"] = checkpoints.score_candidate(model, evaluate, reference, recal)
     chosen = checkpoints.choose(candidates)
     if chosen == "best":
         _save_model(model, run / checkpoints.CHOICE_FILE, "chosen_model")
     else:
         with atomic_path(run / checkpoints.CHOICE_FILE) as tmp:
-            shutil.copyfile(run / "final.keras", tmp)
+            shutil.copyfile(run / FINAL, tmp)
             _crash("chosen_model")
     for name, epoch in (("final", last_epoch), ("best", best_epoch)):
         if name in candidates:
@@ -937,7 +938,7 @@ def _finish(run: Path, model, config: TrainConfig, train_set, val_set, val_ds, b
         "warnings": warnings_,
         **(extra or {}),
     }
-    save_json(run / "final_eval.json", final_eval)
+    save_json(run / FINAL_EVAL, final_eval)
     _summary_header(run, final_eval)
     return final_eval
 
@@ -953,7 +954,7 @@ def _announce(final_eval: dict | None) -> None:
 
 def _summary_header(run: Path, final_eval: dict) -> None:
     """Put the end-of-run verdict (warnings first) at the top of summary.txt, above the model summary."""
-    path = run / "summary.txt"
+    path = run / SUMMARY
     body = path.read_text(encoding="utf-8") if path.is_file() else ""
     body = body.split(_SUMMARY_RULE, 1)[-1].lstrip("\n")
     head = [*final_eval["warnings"], final_eval["choice"]]

@@ -38,6 +38,7 @@ from .patches import PatchSampler, open_volume, sliding_window_predict
 from .training import (EpochTimer, TimeBudget, _crash, _done, _finished, _fit_resumably, _fitted, _load_fitted,
                        _parts, _save_model, _started, check_run_inputs, config_from_dict, open_run,
                        write_run_records)
+from .paths import FINAL, PREP3D_CONFIG, RUN_CONFIG
 
 __all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
 
@@ -136,7 +137,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
     from .models import r2_att_unet_3d  # noqa: F401  (registers native.r2_att_unet_3d)
 
     config = Train3DConfig.from_dict(config) if isinstance(config, dict) else config
-    check_run_inputs(config, "prep3d_config.json")
+    check_run_inputs(config, PREP3D_CONFIG)
     train_ids, val_ids, carved = _parts(config)
     with open_run(config, "run3d", overwrite=overwrite) as (run, state):
         if progress is not None:
@@ -174,7 +175,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
             "bn_momentum_capped": momenta, "params": count_params(model),
         }  # fmt: skip
         state = _started(run, config, "run3d", state)
-        write_run_records(run, config.dataset, "prep3d_config.json", resolved, _environment(), model)
+        write_run_records(run, config.dataset, PREP3D_CONFIG, resolved, _environment(), model)
 
         if state["phase"] == "fitted":
             _load_fitted(run, model)
@@ -191,7 +192,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
                 callbacks.append(TimeBudget(config.max_minutes, run))
             done = _fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
             state = _fitted(run, model, state, done)
-        _save_model(model, run / "final.keras", "final_model")
+        _save_model(model, run / FINAL, "final_model")
         _crash("before_done")
         _done(run, state)
     return run
@@ -220,7 +221,7 @@ def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "mode
     run_dir = Path(run_dir)
     path = checkpoint_path(run_dir, checkpoint)
     checkpoint = path.stem
-    run_config = load_json(run_dir / "config.json")
+    run_config = load_json(run_dir / RUN_CONFIG)
     model = load_model(path, compile=False)
     dataset, fold = run_config["dataset"], run_config.get("fold", 0)
     wanted = patients or split_patients_of(dataset, part, fold)

@@ -27,6 +27,7 @@ from . import outputs
 from .datasets import load_slice_set, make_dataset
 from .fileio import save_json, save_text
 from .training import config_from_dict, run_dir_for
+from .paths import PREP_CONFIG, RUN_CONFIG
 
 __all__ = ["TuneConfig", "tune", "TUNERS"]
 
@@ -88,7 +89,7 @@ def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) ->
         raise ValueError(f"unknown tuner {config.tuner!r}; known: {TUNERS}")
     if config.tuner == "grid" and config.log_uniform:
         raise ValueError("a grid search needs fixed learning_rates, not a log-uniform range")
-    check_run_inputs(config, "prep_config.json")
+    check_run_inputs(config, PREP_CONFIG)
     split = TrainConfig(dataset=config.dataset, fold=config.fold, seed=config.seed, val_fraction=config.val_fraction)
     train_ids, val_ids, carved = _parts(split)
     # the search folder is a run folder too: refused when it holds files of others, one writer at a time
@@ -163,7 +164,7 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         cls = {"grid": kt.GridSearch, "random": kt.RandomSearch, "bayesian": kt.BayesianOptimization}[config.tuner]
         tuner = recording(cls)(build, max_trials=config.max_trials, **common)
     static = runtime.needs_static_shapes(strategy)
-    save_json(run / "config.json", {**asdict(config), "train_patients": train_ids, "val_patients": val_ids,
+    save_json(run / RUN_CONFIG, {**asdict(config), "train_patients": train_ids, "val_patients": val_ids,
                                     "val_carved_from_train": carved, "dtype_policy": policy,
                                     "replicas": int(strategy.num_replicas_in_sync), "global_batch_size": batch,
                                     "static_batch_shapes": static})  # fmt: skip

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import MslesionError
+from .paths import MANIFEST, PREP_CONFIG, SPLITS
 
 __all__ = ["SYNTHETIC", "DataNotFoundError", "platform_name", "working_folder", "input_roots", "find_prepared",
            "find_cohort", "describe_source", "bring_forward", "resolve_source", "is_synthetic", "describe_dataset"]  # fmt: skip
@@ -80,7 +81,7 @@ def input_roots(platform: str | None = None, extra: list[str | Path] | None = No
     return roots
 
 
-def find_prepared(relative: str | Path, work: Path, marker: str | Callable[[Path], bool] = "manifest.csv",
+def find_prepared(relative: str | Path, work: Path, marker: str | Callable[[Path], bool] = MANIFEST,
                   inputs: list[Path] | None = None) -> Path | None:  # fmt: skip
     """``work/relative`` when it holds ``marker``, else the first input (an earlier session's output) that does.
 
@@ -190,13 +191,13 @@ def describe_dataset(dataset: str | Path, fold: int = 0) -> str:
     from .splits import load_splits
 
     dataset = Path(dataset)
-    config = load_json(dataset / "prep_config.json")
+    config = load_json(dataset / PREP_CONFIG)
     manifest = read_manifest(dataset)
     source = config.get("source", "?")
     kind = "SYNTHETIC cohort" if is_synthetic(source) else "real data"
     parts = ""
-    if (dataset / "splits.json").is_file():
-        folds = load_splits(dataset / "splits.json")["folds"]
+    if (dataset / SPLITS).is_file():
+        folds = load_splits(dataset / SPLITS)["folds"]
         parts = ", fold {} split {}".format(fold, " / ".join(f"{k} {len(v)}" for k, v in folds[fold].items()))
     size = "x".join(map(str, config.get("size", [])))
     return (f"{dataset}: {kind} from {source}; {manifest['patient'].nunique()} patients, {len(manifest)} slices "

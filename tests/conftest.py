@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -89,6 +90,13 @@ def trained_run(tmp_path_factory) -> Path:
     return train({"dataset": str(root / "slices"), "runs_root": str(root / "runs"), "model": "kuc.unet",
                   "model_params": {"filter_num": [16, 32, 64]}, "loss": "dice", "learning_rate": 3e-3,
                   "epochs": 6, "batch_size": 8}, verbose=0)  # fmt: skip
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A private copy of a run folder (its evaluations left out), for tests that write into a run:
+    the session's ``trained_run`` itself is never changed."""
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("eval_*", ".eval_*"))
+    return dest
 
 
 # The files that take longest (minutes each on 2 CPU cores) go first, so that `make test`'s two

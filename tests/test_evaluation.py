@@ -20,12 +20,13 @@ from mslesion.slicing import slice_case, to_native_stack
 from mslesion.synthetic import generate_cohort
 from mslesion.volumes import from_axial_stack
 
-from .conftest import LJUBLJANA, requires
+from .conftest import LJUBLJANA, copy_run, requires
 
 
 @pytest.fixture
-def trained(trained_run) -> Path:
-    return trained_run
+def trained(trained_run, tmp_path) -> Path:
+    """This test's own copy of the session's run: evaluations write into it."""
+    return copy_run(trained_run, tmp_path / "runs" / trained_run.name)
 
 
 def _oracle(monkeypatch):
@@ -35,8 +36,7 @@ def _oracle(monkeypatch):
 
 
 def test_evaluate_writes_every_table_and_records_its_settings(trained):
-    # the run is shared by the session's tests: replace an evaluation another test wrote
-    out = evaluate(trained, EvalConfig(write_masks=True, detection_fraction=0.2, connectivity=18, overwrite=True),
+    out = evaluate(trained, EvalConfig(write_masks=True, detection_fraction=0.2, connectivity=18),
                    verbose=False)  # fmt: skip
     cfg = json.loads((trained / "config.json").read_text())
     test_ids = json.loads((Path(cfg["dataset"]) / "splits.json").read_text())["folds"][0]["test"]
@@ -89,7 +89,7 @@ def test_a_bad_patient_is_reported_and_the_others_evaluated(trained, tmp_path):
         shutil.copytree(source / f"Patient-{pid}", copy / f"Patient-{pid}")
     flair = copy / "Patient-2" / "2-Flair.nii.gz"
     flair.write_bytes(flair.read_bytes()[:300])  # truncated
-    out = evaluate(trained, EvalConfig(source=str(copy), overwrite=True), verbose=False)
+    out = evaluate(trained, EvalConfig(source=str(copy)), verbose=False)
     assert out.name == "eval_heldout"
     assert pd.read_csv(out / "per_patient.csv", dtype={"patient": str}).patient.tolist() == ["1"]
     failures = pd.read_csv(out / "failures.csv", dtype={"patient": str})
@@ -124,9 +124,20 @@ def test_cli_evaluate(trained, tmp_path):
     assert summary["checkpoint"] == "final" and summary["connectivity"] == 6
 
 
-def test_run_keeps_its_prep_config_so_it_predicts_without_the_dataset(trained):
-    prep = inference.run_prep_config(trained)
-    assert prep["size"] == [64, 64] and (trained / "prep_config.json").is_file()
+def test_run_keeps_its_prep_config_so_it_predicts_without_the_dataset(trained, tmp_path):
+    run = tmp_path / "run"  # a copy: the shared fixture is not touched
+    shutil.copytree(trained, run)
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"] = str(tmp_path / "dataset_gone")  # as after the dataset was deleted or never copied over
+    (run / "config.json").write_text(json.dumps(config))
+    assert inference.run_prep_config(run)["size"] == [64, 64]
+    generate_cohort(tmp_path / "raw", 1, seed=5, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
+    predict(run, tmp_path / "raw", tmp_path / "pred", verbose=False)
+    (mask,) = sorted((tmp_path / "pred").rglob("*_lesion_mask.nii.gz"))
+    assert nib.load(mask).shape == (128, 128, 16)
+    (run / "prep_config.json").unlink()
+    with pytest.raises(inference.RunNotFoundError, match="dataset_gone"):
+        inference.run_prep_config(run)
 
 
 def test_evaluate_volume_without_spacing_reports_voxels_not_mm():

@@ -165,6 +165,8 @@ def test_plot_image_grid(with_masks):
     fig = drawn(plot_image_grid(images, masks, titles=[f"slice {i}" for i in range(4)], ncols=3))
     assert len(fig.axes) == 4
     assert [ax.get_title() for ax in fig.axes] == [f"slice {i}" for i in range(4)]
+    # a non-empty mask adds its fill and its outline over the slice; None or an empty mask adds nothing
+    assert [len(ax.images) for ax in fig.axes] == ([3, 1, 1, 3] if with_masks else [1, 1, 1, 1])
 
 
 def test_plot_image_grid_rejects_mismatched_lengths():

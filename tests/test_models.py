@@ -124,6 +124,7 @@ def table_counts():
     return counts, seconds
 
 
+@pytest.mark.slow  # the six Table 6.1 models at 256x256x3
 @pytest.mark.parametrize("key", list(REPORT_MODELS))
 def test_table_6_1_counts_exact(table_counts, key):
     expected = REPORT_MODELS[key]
@@ -191,6 +192,7 @@ def test_unknown_model_lists_known_names():
         build_model("unet3d", input_shape=(64, 64, 3))
 
 
+@pytest.mark.slow  # nine full-size builds, one of 102M parameters
 @pytest.mark.parametrize("name", REGISTRY_NAMES)
 def test_builds_at_256_with_defaults(name):
     model = build_model(name, input_shape=(256, 256, 3))

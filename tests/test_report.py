@@ -24,6 +24,8 @@ from mslesion.report_tables import (
 )
 from mslesion.tuning import tune
 
+from .conftest import copy_run
+
 TABLES = ("model_comparison", "table_6_1_parameters", "table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss",
           "per_patient_summary", "per_patient", "lesionwise", "backbone_comparison", "lr_search", "epoch_study",
           "checkpoint_choice")  # fmt: skip
@@ -32,15 +34,17 @@ FIGURES = ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lesi
 
 
 @pytest.fixture(scope="module")
-def study(trained_run) -> dict:
-    evaluate(trained_run, EvalConfig(overwrite=True), verbose=False)  # the run is shared by the session's tests
-    cfg = json.loads((trained_run / "config.json").read_text())
+def study(trained_run, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("study")
+    run = copy_run(trained_run, root / "runs" / trained_run.name)  # evaluated here; the session's run is untouched
+    evaluate(run, EvalConfig(), verbose=False)
+    cfg = json.loads((run / "config.json").read_text())
     search = tune({"dataset": cfg["dataset"], "model": "kuc.unet", "model_params": {"filter_num": [8, 16]},
                    "learning_rates": [1e-2, 1e-3], "max_trials": 2, "epochs": 1,
-                   "runs_root": str(trained_run.parents[2] / "tuning"), "overwrite": True})  # fmt: skip
-    return {"runs": [str(trained_run)], "backbone_runs": [str(trained_run)], "comparison_runs": [str(trained_run)],
+                   "runs_root": str(root / "tuning")})  # fmt: skip
+    return {"runs": [str(run)], "backbone_runs": [str(run)], "comparison_runs": [str(run)],
             "tunings": [str(search)],
-            "epoch_study_run": str(trained_run), "epoch_every": 2, "dataset": cfg["dataset"]}
+            "epoch_study_run": str(run), "epoch_every": 2, "dataset": cfg["dataset"]}
 
 
 def per_patient_dice(study) -> float:

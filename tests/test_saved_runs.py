@@ -45,3 +45,11 @@ def test_old_run_folder_predicts_a_new_patient(tmp_path):
     assert nib.load(mask).shape == nib.load(source).shape
     np.testing.assert_allclose(nib.load(mask).affine, nib.load(source).affine)
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in FIXTURE.iterdir())  # the run is only read
+
+
+def test_the_file_names_in_paths_are_those_an_old_run_folder_holds():
+    from mslesion import paths
+
+    names = {paths.RUN_CONFIG, paths.ENVIRONMENT, paths.HISTORY, paths.STATE, paths.CHOSEN, paths.FINAL_EVAL,
+             paths.SUMMARY, paths.PREP_CONFIG}  # fmt: skip
+    assert names <= {p.name for p in FIXTURE.iterdir()}
