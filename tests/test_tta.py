@@ -1,7 +1,6 @@
 """Test-time augmentation and ensembles: transforms undone exactly, means as stated, members checked."""
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,6 +9,8 @@ import pytest
 from mslesion import inference
 from mslesion.evaluation import EvalConfig, evaluate
 from mslesion.tta import TTA_MODES, predict_tta, transforms
+
+from .conftest import copy_run
 
 
 @pytest.mark.parametrize("mode, n", [("none", 1), ("flip", 2), ("flip+rot90", 8)])
@@ -60,8 +61,7 @@ def _member(trained_run, tmp_path, name: str, bias: float):
     """A copy of the shared run whose output bias is shifted: a second, different ensemble member."""
     import keras
 
-    copy = tmp_path / name
-    shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("eval_*", ".eval_*"))
+    copy = copy_run(trained_run, tmp_path / name)
     model = keras.models.load_model(copy / "model.keras", compile=False)
     last = [layer for layer in model.layers if layer.weights][-1]
     kernel, b = last.get_weights()
@@ -100,8 +100,7 @@ def test_evaluate_an_ensemble_with_tta_records_both_and_needs_an_output_folder(t
 
 
 def test_members_prepared_differently_are_refused_before_any_model_loads(trained_run, tmp_path):
-    other = tmp_path / "other"
-    shutil.copytree(trained_run, other, ignore=shutil.ignore_patterns("eval_*", ".eval_*"))
+    other = copy_run(trained_run, tmp_path / "other")
     record = json.loads((other / "prep_config.json").read_text())
     record["size"] = [32, 32]
     (other / "prep_config.json").write_text(json.dumps(record))
