@@ -9,7 +9,7 @@ in one run, after one warm-up call of each, as medians over repeats:
 
 * ``(a) network``   ``model.predict`` alone on the 182 model-grid slices, made
   beforehand by ``slice_case`` (the floor: the network's own cost);
-* ``(b) volume``    the full ``mslesion.inference.predict_volume``: slicing,
+* ``(b) volume``    the full ``mslesion.infer.inference.predict_volume``: slicing,
   normalisation and resizing, the network, mapping back to the native grid;
 * ``(c) overhead``  (b) - (a), i.e. everything but the network; since that is
   a difference of two noisy figures, it is also timed on its own: the same
@@ -97,11 +97,11 @@ class _NoNetwork:
 
 def _volume(tmp: Path):
     """The case to predict: the real sample if present, else a synthetic one of its grid."""
-    from mslesion.cohort import discover_cases
+    from mslesion.data.cohort import discover_cases
 
     if LJUBLJANA.exists():
         return discover_cases(LJUBLJANA).cases[0], f"Ljubljana patient 07 ({LJUBLJANA})"
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp / "synthetic", 1, seed=0, shape=(182, 218, 182), spacing_mm=(1, 1, 1))
     return discover_cases(tmp / "synthetic").cases[0], "synthetic volume (Ljubljana sample not found)"
@@ -117,15 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep-repeats", type=int, default=3, help="repeats per batch size in the sweep")
     p.add_argument("--batch-size", type=int, default=16)
     a = p.parse_args(argv)
-    from mslesion.quiet_import import import_tensorflow
+    from mslesion.env.quiet_import import import_tensorflow
 
     import_tensorflow()  # without its start-up lines, as the CLI
 
-    from mslesion.inference import TrainedRun, predict_volume
-    from mslesion.loading import load_case
+    from mslesion.infer.inference import TrainedRun, predict_volume
+    from mslesion.data.loading import load_case
     from mslesion.models import build_model, count_params
-    from mslesion.prep import PrepConfig
-    from mslesion.slicing import slice_case
+    from mslesion.data.prep import PrepConfig
+    from mslesion.data.slicing import slice_case
 
     with tempfile.TemporaryDirectory() as tmp:
         case, source = _volume(Path(tmp))

@@ -33,10 +33,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mslesion.cohort import Case, discover_cases  # noqa: E402
-from mslesion.prep import PrepConfig, open_case, prepare_case  # noqa: E402
-from mslesion.slicing import to_native_volume  # noqa: E402
-from mslesion.synthetic import generate_cohort  # noqa: E402
+from mslesion.data.cohort import Case, discover_cases  # noqa: E402
+from mslesion.data.prep import PrepConfig, open_case, prepare_case  # noqa: E402
+from mslesion.data.slicing import to_native_volume  # noqa: E402
+from mslesion.data.synthetic import generate_cohort  # noqa: E402
 
 LJUBLJANA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ms_ljubljana_patient07"
 

@@ -4,7 +4,7 @@
 On a synthetic cohort prepared at 256x256 with 3 adjacent slices as channels
 (2.5D), it measures in one run:
 
-* the input pipeline alone (``mslesion.datasets.make_dataset``, batch 8,
+* the input pipeline alone (``mslesion.train.datasets.make_dataset``, batch 8,
   shuffled, with and without paired augmentation), for both batch sources
   (``generator``: Python gather from memmaps; ``graph``: ``tf.gather`` from host
   memory, what ``train`` uses on a GPU/TPU): images/s, median of rounds;
@@ -43,7 +43,7 @@ DEFAULT_3D = {"native.r2_att_unet_3d (small)": {"filters": [4, 8, 16, 32]}, "nat
 
 
 def pipeline_rate(slices, batch: int, augment: bool, batches: int, source: str = "generator") -> float:
-    from mslesion.datasets import Augmentation, make_dataset
+    from mslesion.train.datasets import Augmentation, make_dataset
 
     ds = make_dataset(slices, batch, seed=0, augment=Augmentation() if augment else None, source=source).repeat()
     it = iter(ds)
@@ -61,7 +61,7 @@ def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
                augment_in_step: bool = False) -> tuple[float, int]:  # fmt: skip
     import keras
 
-    from mslesion.augmentation import Augmentation, augment_in_train_step
+    from mslesion.train.augmentation import Augmentation, augment_in_train_step
 
     from mslesion.models import build_model, count_params
 
@@ -101,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment-step", action="store_true",
                    help="also time each model with the paired augmentation inside its train step (augment_on=device)")
     a = p.parse_args(argv)
-    from mslesion.quiet_import import import_tensorflow
+    from mslesion.env.quiet_import import import_tensorflow
 
     import_tensorflow()  # without its start-up lines, as the CLI
 
-    from mslesion.datasets import load_slice_set
-    from mslesion.prep import PrepConfig, prepare_dataset, read_manifest
-    from mslesion.synthetic import generate_cohort
+    from mslesion.train.datasets import load_slice_set
+    from mslesion.data.prep import PrepConfig, prepare_dataset, read_manifest
+    from mslesion.data.synthetic import generate_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "slices"

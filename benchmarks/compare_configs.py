@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training configurations compared on one prepared dataset, under one training-time budget.
 
-For each named configuration of ``mslesion.experiments.TRAINING_CONFIGS`` (seed
+For each named configuration of ``mslesion.study.experiments.TRAINING_CONFIGS`` (seed
 000's BCE on lesion slices, the README's soft Dice, BCE + Dice with and without
 augmentation and balanced sampling, focal Tversky), it trains the same model on
 fold ``--fold`` of ``DATASET``'s ``splits.json`` until ``--minutes`` of training
@@ -31,7 +31,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mslesion.experiments import TRAINING_CONFIGS, compare_training_configs
+    from mslesion.study.experiments import TRAINING_CONFIGS, compare_training_configs
     from mslesion.fileio import save_text
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/compare"))
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
-    from mslesion.quiet_import import import_tensorflow
+    from mslesion.env.quiet_import import import_tensorflow
 
     import_tensorflow()  # without its start-up lines, as the CLI
     runs, dataset = a.runs.resolve(), a.dataset.resolve()

@@ -11,7 +11,7 @@ nearest for masks); probabilities resized back linearly and thresholded at 0.5.
 The toolkit rows run ``mslesion prep --selection brain --size S S`` and
 ``mslesion train --model sm.unet --model-param backbone=mobilenetv2
 --model-param weights=null`` with each named configuration of
-``mslesion.experiments.TRAINING_CONFIGS`` (default: ``bce_dice``, the issue's
+``mslesion.study.experiments.TRAINING_CONFIGS`` (default: ``bce_dice``, the issue's
 command), then ``mslesion evaluate --source`` with the default checkpoint
 (``model.keras``). Every row is scored the same way: Dice over each whole
 evaluation volume, in inference mode; toolkit rows also print the run's own
@@ -106,11 +106,11 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
     """prep + train + evaluate through the toolkit's own API, as the README's commands do."""
     import pandas as pd
 
-    from mslesion.evaluation import EvalConfig, evaluate
-    from mslesion.experiments import TRAINING_CONFIGS
+    from mslesion.evaluate.evaluation import EvalConfig, evaluate
+    from mslesion.study.experiments import TRAINING_CONFIGS
     from mslesion.fileio import load_json
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.training import train
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.train.training import train
 
     dataset = work / "dataset"
     if not (dataset / "prep_config.json").exists():
@@ -135,8 +135,8 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
 
 def _restrict(dataset: Path, train_ids) -> None:
     """Train on ``train_ids`` only (all patients when None); the others become the test part of ``splits.json``."""
-    from mslesion.prep import read_manifest
-    from mslesion.splits import load_splits, save_splits
+    from mslesion.data.prep import read_manifest
+    from mslesion.data.splits import load_splits, save_splits
 
     everyone = sorted(set(read_manifest(dataset)["patient"].astype(str)))
     chosen = everyone if not train_ids else [p for p in everyone if p in set(train_ids)]
@@ -146,8 +146,8 @@ def _restrict(dataset: Path, train_ids) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mslesion.cohort import discover_cases
-    from mslesion.experiments import TRAINING_CONFIGS
+    from mslesion.data.cohort import discover_cases
+    from mslesion.study.experiments import TRAINING_CONFIGS
     from mslesion.fileio import save_text
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path("runs/plain_vs_toolkit"))
     p.add_argument("--overwrite", action="store_true", help="replace an earlier table and its runs")
     a = p.parse_args(argv)
-    from mslesion.quiet_import import import_tensorflow
+    from mslesion.env.quiet_import import import_tensorflow
 
     import_tensorflow()  # without its start-up lines, as the CLI
     cases = {c.patient_id: c for c in discover_cases(a.source).cases}
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _variant(parser, text: str) -> tuple[str, dict, dict, str]:
-    from mslesion.experiments import TRAINING_CONFIGS
+    from mslesion.study.experiments import TRAINING_CONFIGS
 
     name, _, changes = text.partition(":")
     if name not in TRAINING_CONFIGS or not changes:

@@ -12,3 +12,7 @@ QUIET_TENSORFLOW = "TF_CPP_MIN_LOG_LEVEL" not in _os.environ
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+from mslesion import compat as _compat  # noqa: E402  (old flat module names resolve to the stage subpackages)
+
+_compat.install()

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import __version__
-from .paths import RUN_CONFIG
+from mslesion import __version__
+from mslesion.paths import RUN_CONFIG
 
 __all__ = ["main"]
 
@@ -35,7 +35,7 @@ def add_synth(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a synthetic cohort written there before")
 
     def run(a):
-        from .synthetic import generate_cohort
+        from mslesion.data.synthetic import generate_cohort
 
         folders = generate_cohort(a.out_dir, a.patients, a.seed, tuple(a.shape), tuple(a.spacing), overwrite=a.overwrite)
         print(f"wrote {len(folders)} patients to {a.out_dir}")
@@ -44,12 +44,12 @@ def add_synth(subparsers) -> None:
 
 
 def add_prep(subparsers) -> None:
-    from .cohort import LAYOUTS
-    from .geometry import FITS
-    from .intensity import NORMALISATIONS
-    from .prep import PrepConfig
-    from .slicing import SELECTIONS
-    from .splits import SPLIT_MODES
+    from mslesion.data.cohort import LAYOUTS
+    from mslesion.data.geometry import FITS
+    from mslesion.data.intensity import NORMALISATIONS
+    from mslesion.data.prep import PrepConfig
+    from mslesion.data.slicing import SELECTIONS
+    from mslesion.data.splits import SPLIT_MODES
 
     d = PrepConfig()
     p = subparsers.add_parser("prep", help="extract normalised 2D slices (.npy) from volumes, split by patient")
@@ -87,7 +87,7 @@ def add_prep(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a dataset mslesion prep wrote at OUT before")
 
     def run(a):
-        from .prep import prepare_dataset
+        from mslesion.data.prep import prepare_dataset
 
         config = PrepConfig(
             layout=a.layout, image_patterns=_pairs(a.image_pattern, "--image-pattern"),
@@ -109,7 +109,7 @@ def add_prep(subparsers) -> None:
 
 
 def add_split(subparsers) -> None:
-    from .splits import SPLIT_MODES
+    from mslesion.data.splits import SPLIT_MODES
 
     p = subparsers.add_parser("split", help="(re)split a prepared dataset's patients; writes splits.json")
     p.add_argument("dataset_dir", type=Path)
@@ -121,7 +121,7 @@ def add_split(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace the dataset's existing splits.json")
 
     def run(a):
-        from .prep import resplit_dataset
+        from mslesion.data.prep import resplit_dataset
 
         splits = resplit_dataset(a.dataset_dir, a.mode, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
                                  folds=a.folds, seed=a.seed, overwrite=a.overwrite)  # fmt: skip
@@ -190,14 +190,14 @@ def _mixed_precision(choice: str | None) -> bool | None:
     if choice is None:
         return None
     if choice == "auto":
-        from .runtime import auto_mixed_precision
+        from mslesion.train.runtime import auto_mixed_precision
 
         return auto_mixed_precision()
     return choice == "on"
 
 
 def add_train(subparsers) -> None:
-    from .experiments import DEFAULT_RECIPE, TRAINING_CONFIGS
+    from mslesion.study.experiments import DEFAULT_RECIPE, TRAINING_CONFIGS
 
     p = subparsers.add_parser("train", help="train a registry model on a prepared dataset; writes a run folder")
     _add_run_options(p)
@@ -237,8 +237,8 @@ def add_train(subparsers) -> None:
     def run(a):
         import json
 
-        from .experiments import recipe
-        from .training import TrainConfig, train
+        from mslesion.study.experiments import recipe
+        from mslesion.train.training import TrainConfig, train
 
         name = a.recipe or _config_file(a).get("recipe") or DEFAULT_RECIPE
         own_model = a.model is not None or "model" in _config_file(a)
@@ -254,7 +254,7 @@ def add_train(subparsers) -> None:
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "
               f"augment {config.augment}, balance {config.balance}, batch {config.batch_size}, "
               f"learning rate {config.learning_rate:g}")  # fmt: skip
-        from .progress import fit_verbosity
+        from mslesion.progress import fit_verbosity
 
         # a live progress bar with ETA on a terminal; one line per epoch when the output is a log file
         print(f"run folder: {train(config, verbose=fit_verbosity(), overwrite=a.overwrite)}")
@@ -263,7 +263,7 @@ def add_train(subparsers) -> None:
 
 
 def add_tune(subparsers) -> None:
-    from .tuning import TUNERS
+    from mslesion.train.tuning import TUNERS
 
     p = subparsers.add_parser("tune", help="keras-tuner learning-rate search; writes tuning.csv")
     _add_run_options(p)
@@ -275,7 +275,7 @@ def add_tune(subparsers) -> None:
                    help="start the search afresh (keras-tuner state and trial curves)")  # fmt: skip
 
     def run(a):
-        from .tuning import TuneConfig, tune
+        from mslesion.train.tuning import TuneConfig, tune
 
         config = _config_from(a, TuneConfig, {
             **_common(a), "tuner": a.tuner, "learning_rates": a.learning_rates,
@@ -296,8 +296,8 @@ def add_models(subparsers) -> None:
     def run(a):
         import keras
 
-        from .models import build_model, count_params, list_models
-        from .models.sm import SM_BACKBONES
+        from mslesion.models import build_model, count_params, list_models
+        from mslesion.models.sm import SM_BACKBONES
 
         for info in list_models():
             line = f"{info['name']:<16} {info['description']}"
@@ -314,9 +314,9 @@ def add_models(subparsers) -> None:
         print("\nsegmentation_models backbones (sm.unet / sm.fpn / sm.linknet backbone=...):")
         for name, (status, note) in SM_BACKBONES.items():
             print(f"  {name:<18} {status:<6} {note}")
-        from .models import REPORT_MODELS
+        from mslesion.study.table_6_1 import REPORT_MODELS
 
-        print("\nthe backbone report's Table 6.1 models (mslesion.models.build_report_model(key), weights='imagenet' on Kaggle/Colab):")
+        print("\nthe backbone report's Table 6.1 models (mslesion.study.table_6_1.build_report_model(key), weights='imagenet' on Kaggle/Colab):")
         for key, m in REPORT_MODELS.items():
             print(f"  {key:<26} {m.registry_name:<14} {m.total:>12,} params  {m.display_name}")
 
@@ -324,9 +324,9 @@ def add_models(subparsers) -> None:
 
 
 def add_evaluate(subparsers) -> None:
-    from .evaluation import EvalConfig
-    from .tta import TTA_MODES
-    from .inference import CHECKPOINTS
+    from mslesion.evaluate.evaluation import EvalConfig
+    from mslesion.infer.inference import CHECKPOINTS
+    from mslesion.infer.tta import TTA_MODES
 
     d = EvalConfig()
     p = subparsers.add_parser("evaluate", help="score a run per patient on whole volumes (voxel, HD95, lesion-wise)")
@@ -350,7 +350,7 @@ def add_evaluate(subparsers) -> None:
                    help="score the run folders as one ensemble (mean probability; needs --out-dir)")
 
     def run(a):
-        from .evaluation import evaluate
+        from mslesion.evaluate.evaluation import evaluate
 
         if a.out_dir and len(a.run_dir) > 1 and not a.ensemble:
             raise SystemExit("--out-dir needs a single run folder, or --ensemble")
@@ -372,9 +372,9 @@ def add_evaluate(subparsers) -> None:
 
 
 def add_predict(subparsers) -> None:
-    from .cohort import LAYOUTS
-    from .inference import CHECKPOINTS
-    from .tta import TTA_MODES
+    from mslesion.data.cohort import LAYOUTS
+    from mslesion.infer.inference import CHECKPOINTS
+    from mslesion.infer.tta import TTA_MODES
 
     p = subparsers.add_parser("predict", help="segment new patients with a trained run: mask NIfTI files + lesions.csv")
     p.add_argument("run_dir", type=Path, nargs="+",
@@ -393,7 +393,7 @@ def add_predict(subparsers) -> None:
                    help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
 
     def run(a):
-        from .predict import predict
+        from mslesion.infer.predict import predict
 
         runs = a.run_dir[0] if len(a.run_dir) == 1 else a.run_dir
         result = predict(runs, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
@@ -410,8 +410,8 @@ def add_predict(subparsers) -> None:
 
 
 def add_export(subparsers) -> None:
-    from .export import FORMATS
-    from .inference import CHECKPOINTS
+    from mslesion.infer.export import FORMATS
+    from mslesion.infer.inference import CHECKPOINTS
 
     p = subparsers.add_parser("export", help="export a 2D run for serving: SavedModel, LiteRT (TFLite) or ONNX")
     p.add_argument("run_dir", type=Path, help="run folder from mslesion train")
@@ -423,7 +423,7 @@ def add_export(subparsers) -> None:
     def run(a):
         import json
 
-        from .export import export_run
+        from mslesion.infer.export import export_run
 
         artifact = export_run(a.run_dir, a.out_dir, a.format, a.checkpoint, overwrite=a.overwrite)
         record = json.loads((a.out_dir / "export.json").read_text())
@@ -447,8 +447,8 @@ def add_report(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a report mslesion wrote at --out before")
 
     def run(a):
-        from .report import ReportConfig, build_report
-        from .report_tables import find_runs, find_tunings
+        from mslesion.report.build import ReportConfig, build_report
+        from mslesion.report.tables import find_runs, find_tunings
 
         def expand(paths, finder):
             return [str(r) for p in paths for r in ([Path(p)] if finder is find_runs and (Path(p) / RUN_CONFIG)
@@ -464,7 +464,7 @@ def add_report(subparsers) -> None:
 
 
 def add_demo(subparsers) -> None:
-    from .demo import DemoConfig
+    from mslesion.study.demo import DemoConfig
 
     d = DemoConfig()
     p = subparsers.add_parser("demo", help="the whole study, quick, on a synthetic cohort: data -> results/")
@@ -479,7 +479,7 @@ def add_demo(subparsers) -> None:
                    help="every training run repeats bit for bit on this machine (op determinism)")
 
     def run(a):
-        from .demo import run_demo
+        from mslesion.study.demo import run_demo
 
         report = run_demo(DemoConfig(data=a.data, runs=a.runs, out=a.out, patients=a.patients, epochs=a.epochs,
                                      seed=a.seed, overwrite=a.overwrite,
@@ -490,7 +490,7 @@ def add_demo(subparsers) -> None:
 
 
 def add_prep3d(subparsers) -> None:
-    from .splits import SPLIT_MODES
+    from mslesion.data.splits import SPLIT_MODES
 
     p = subparsers.add_parser("prep3d", help="normalised whole volumes (.npy) for 3D patch models (the 3DR2AUNet paper, 2024)")
     p.add_argument("source", type=Path)
@@ -505,7 +505,7 @@ def add_prep3d(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace volumes mslesion prep3d wrote at OUT before")
 
     def run(a):
-        from .patches import prepare_volumes
+        from mslesion.train.patches import prepare_volumes
 
         done = prepare_volumes(a.source, a.out_dir, tuple(a.modalities), split=a.split, test_fraction=a.test_fraction,
                                val_fraction=a.val_fraction, seed=a.seed, layout=a.layout,
@@ -532,7 +532,7 @@ def add_train3d(subparsers) -> None:
                    help="start the run afresh: remove what an earlier run wrote in its folder")  # fmt: skip
 
     def run(a):
-        from .training3d import Train3DConfig, train_3d
+        from mslesion.train.training3d import Train3DConfig, train_3d
 
         common = _common(a)
         if common["model"] is None:
@@ -572,9 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     import warnings
 
-    from . import QUIET_TENSORFLOW
-    from .errors import MslesionError, MslesionWarning
-    from .quiet_import import import_tensorflow
+    from mslesion import QUIET_TENSORFLOW
+    from mslesion.env.quiet_import import import_tensorflow
+    from mslesion.errors import MslesionError, MslesionWarning
 
     # the subcommands' options come from modules that import TensorFlow: import it first, filtered
     import_tensorflow(quiet=QUIET_TENSORFLOW and not _debug_from_env() and "--debug" not in (argv or sys.argv))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -32,9 +32,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import __version__
-from .errors import MslesionError
-from .fileio import atomic_dir, load_json, save_json
+from mslesion import __version__
+from mslesion.errors import MslesionError
+from mslesion.fileio import atomic_dir, load_json, save_json
 
 try:  # POSIX; elsewhere (Windows) no lock is taken, see locked()
     import fcntl

@@ -1,7 +1,7 @@
 """Live progress of long work: one line per epoch with the scores and an ETA for the run and for the whole job.
 
 A notebook cell or CLI command that trains several runs makes one :class:`JobProgress`
-(how many runs, how many epochs each) and hands it to each :func:`mslesion.training.train`;
+(how many runs, how many epochs each) and hands it to each :func:`mslesion.train.training.train`;
 each epoch then prints, e.g.::
 
     [run 2/6 unet_scratch] epoch 3/50  loss 0.412  dice 0.310  val_dice 0.280  41 s/epoch

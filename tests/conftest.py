@@ -79,9 +79,9 @@ def muslim_cohort(tmp_path) -> Path:
 def trained_run(tmp_path_factory) -> Path:
     """A small U-Net trained for a few epochs on 8 synthetic patients at 64x64 (~10 s), shared by the
     evaluation and report tests."""
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
-    from mslesion.training import train
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.training import train
 
     root = tmp_path_factory.mktemp("trained")
     generate_cohort(root / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from mslesion import runtime
+from mslesion.train import runtime
 
 T4 = {"kind": "GPU", "name": "Tesla T4", "compute_capability": (7, 5)}
 P100 = {"kind": "GPU", "name": "Tesla P100-PCIE-16GB", "compute_capability": (6, 0)}
@@ -58,7 +58,7 @@ def test_only_a_tpu_strategy_needs_static_shapes():
 
 
 def test_dropped_remainder_gives_a_static_batch_dimension():
-    from mslesion.datasets import SliceSet, make_dataset
+    from mslesion.train.datasets import SliceSet, make_dataset
 
     rng = np.random.default_rng(0)
     images = rng.normal(size=(10, 16, 16, 1)).astype(np.float32)
@@ -72,8 +72,8 @@ def test_dropped_remainder_gives_a_static_batch_dimension():
 
 @pytest.mark.slow
 def test_static_shapes_under_a_two_replica_strategy_on_split_cpu(tmp_path):
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp_path / "raw", 4, seed=0, shape=(64, 64, 9), spacing_mm=(3.6, 3.6, 10.0))
     prepare_dataset(tmp_path / "raw", tmp_path / "ds", PrepConfig(size=(32, 32), selection="all",
@@ -85,8 +85,8 @@ def test_static_shapes_under_a_two_replica_strategy_on_split_cpu(tmp_path):
 import json, tensorflow as tf
 cpu = tf.config.list_physical_devices('CPU')[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from mslesion import runtime, training
-from mslesion.datasets import load_slice_set, make_dataset
+from mslesion.train import runtime, training
+from mslesion.train.datasets import load_slice_set, make_dataset
 runtime.needs_static_shapes = lambda strategy: True  # as under TPUStrategy
 strategy = runtime.pick_strategy("mirrored")
 slices = load_slice_set({str(tmp_path / 'ds')!r}, ["1", "2"])

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from mslesion import runtime
-from mslesion.augmentation import Augmentation, augment_in_train_step
+from mslesion.train import runtime
+from mslesion.train.augmentation import Augmentation, augment_in_train_step
 
 T4 = {"kind": "GPU", "name": "Tesla T4", "compute_capability": (7, 5)}
 TPU = {"kind": "TPU", "name": "/device:TPU:0", "compute_capability": None}
@@ -92,9 +92,9 @@ def test_a_fit_with_augmentation_in_the_step_saves_a_plain_model(tmp_path):
 
 
 def test_train_records_where_augmentation_ran(tmp_path):
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
-    from mslesion.training import train
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.training import train
 
     generate_cohort(tmp_path / "raw", 3, seed=0, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
     prepare_dataset(tmp_path / "raw", tmp_path / "ds", PrepConfig(size=(32, 32), selection="all",

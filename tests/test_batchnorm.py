@@ -2,7 +2,7 @@ import keras
 import pytest
 import numpy as np
 
-from mslesion.batchnorm import adapt_momentum, recalibrate
+from mslesion.train.batchnorm import adapt_momentum, recalibrate
 
 
 def bn_model(momentum=0.999, frozen_second=False):

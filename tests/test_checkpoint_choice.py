@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mslesion.checkpoints import BN_GAP_TOLERANCE, bn_gap_warnings, choose, describe_choice, score_candidate
+from mslesion.train.checkpoints import BN_GAP_TOLERANCE, bn_gap_warnings, choose, describe_choice, score_candidate
 
 
 def candidate(dice: float, training_mode: float | None = None) -> dict:
@@ -63,9 +63,9 @@ def test_score_candidate_measures_training_mode_before_recalibrating():
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
-    from mslesion.training import train
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.training import train
 
     root = tmp_path_factory.mktemp("choice")
     generate_cohort(root / "raw", 6, seed=3, shape=(96, 96, 12), spacing_mm=(1.8, 1.8, 5.0))
@@ -79,9 +79,9 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def test_model_keras_holds_the_chosen_candidate_and_scores_as_recorded(finished_run):
-    from mslesion.datasets import load_slice_set
-    from mslesion.inference import open_run
-    from mslesion.metrics import Confusion, compute_dice
+    from mslesion.train.datasets import load_slice_set
+    from mslesion.infer.inference import open_run
+    from mslesion.evaluate.metrics import Confusion, compute_dice
 
     final_eval = json.loads((finished_run / "final_eval.json").read_text())
     candidates, chosen = final_eval["candidates"], final_eval["chosen"]
@@ -112,7 +112,7 @@ def test_summary_txt_opens_with_the_verdict(finished_run):
 def test_runs_without_model_keras_fall_back_to_best(finished_run, tmp_path):
     import shutil
 
-    from mslesion.inference import check_run
+    from mslesion.infer.inference import check_run
 
     old = tmp_path / "old_run"
     shutil.copytree(finished_run, old, ignore=shutil.ignore_patterns("model.keras"))

@@ -1,6 +1,6 @@
 import pytest
 
-from mslesion.cohort import discover_cases
+from mslesion.data.cohort import discover_cases
 from mslesion.errors import MissingModalityError, NoCasesFoundError
 
 from .conftest import LGG, LJUBLJANA, requires, write_muslim_patient, write_nifti, phantom

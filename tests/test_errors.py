@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion import inference
+from mslesion.infer import inference
 from mslesion.cli import main
-from mslesion.cohort import discover_cases
+from mslesion.data.cohort import discover_cases
 from mslesion.errors import (
     BadVoxelSizeError,
     ConstantImageError,
@@ -33,11 +33,11 @@ from mslesion.errors import (
     ObliqueAffineWarning,
     RunNotFoundError,
 )
-from mslesion.loading import load_case
+from mslesion.data.loading import load_case
 from mslesion.models.registry import UnknownModelError, build_model
 from mslesion.outputs import MARKER, write_marker
-from mslesion.predict import find_inputs, predict
-from mslesion.volumes import load_image, load_mask
+from mslesion.infer.predict import find_inputs, predict
+from mslesion.data.volumes import load_image, load_mask
 
 from .conftest import LGG, LPS_AFFINE, phantom, requires, write_nifti
 
@@ -183,12 +183,12 @@ def test_two_modality_run_given_plain_flair_files(given, trained_run, tmp_path, 
 
 
 def test_file_exists_from_the_os_is_one_line(monkeypatch, tmp_path, capsys):
-    import mslesion.synthetic
+    import mslesion.data.synthetic
 
     def refuse(*args, **kwargs):
         raise FileExistsError(17, "File exists", str(tmp_path / "x"))
 
-    monkeypatch.setattr(mslesion.synthetic, "generate_cohort", refuse)
+    monkeypatch.setattr(mslesion.data.synthetic, "generate_cohort", refuse)
     assert main(["synth", str(tmp_path / "x")]) == 2
     assert _one_error_line(capsys.readouterr().err) == f"mslesion: error: {tmp_path / 'x'}: already exists; " \
                                                         "choose another path, or move it away first"  # fmt: skip
@@ -299,7 +299,7 @@ def test_constant_image_is_refused(tmp_path):
 
 
 def test_oblique_affine_is_accepted_with_a_warning_kept_for_meta_json(tmp_path):
-    from mslesion.prep import PrepConfig, prepare_case
+    from mslesion.data.prep import PrepConfig, prepare_case
 
     image, mask = phantom()
     write_nifti(tmp_path / "raw" / "Patient-1" / "1-Flair.nii.gz", image, _oblique(7.5))

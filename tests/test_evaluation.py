@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion import evaluation, inference
+from mslesion.evaluate import evaluation
+from mslesion.infer import inference
 from mslesion.cli import main
-from mslesion.cohort import discover_cases
-from mslesion.evaluation import EvalConfig, evaluate, evaluate_volume
-from mslesion.loading import load_case
-from mslesion.predict import predict
-from mslesion.slicing import slice_case, to_native_stack
-from mslesion.synthetic import generate_cohort
-from mslesion.volumes import from_axial_stack
+from mslesion.data.cohort import discover_cases
+from mslesion.evaluate.evaluation import EvalConfig, evaluate, evaluate_volume
+from mslesion.data.loading import load_case
+from mslesion.infer.predict import predict
+from mslesion.data.slicing import slice_case, to_native_stack
+from mslesion.data.synthetic import generate_cohort
+from mslesion.data.volumes import from_axial_stack
 
 from .conftest import LJUBLJANA, copy_run, requires
 
@@ -174,8 +175,8 @@ def test_inverse_mapping_on_ljubljana_is_exact():
 def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from mslesion import inference
-    from mslesion.prep import PrepConfig
+    from mslesion.infer import inference
+    from mslesion.data.prep import PrepConfig
 
     generate_cohort(tmp_path, 1, seed=4, shape=(170, 190, 8), spacing_mm=(0.9, 0.9, 5.0))
     loaded = load_case(discover_cases(tmp_path).cases[0])
@@ -199,7 +200,7 @@ def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
 def test_trust_summary_spread_collapsed_and_volumes():
     import pandas as pd
 
-    from mslesion.evaluation import describe_trust, trust_summary
+    from mslesion.evaluate.evaluation import describe_trust, trust_summary
 
     table = pd.DataFrame({"patient": ["a", "b", "c", "d"], "dice": [0.8, 0.05, float("nan"), 0.6],
                           "volume_true_ml": [2.0, 4.0, 0.0, 1.0], "volume_pred_ml": [3.0, 40.0, 0.5, 1.0]})  # fmt: skip

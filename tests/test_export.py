@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from mslesion import export
+from mslesion.infer import export
 from mslesion.cli import main
 from mslesion.errors import ExportError
-from mslesion.export import export_run
-from mslesion.inference import open_run
+from mslesion.infer.export import export_run
+from mslesion.infer.inference import open_run
 
 
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
@@ -22,7 +22,7 @@ def test_the_export_predicts_what_the_keras_model_predicts(trained_run, tmp_path
     run = open_run(trained_run)
     assert prep["input_shape"] == list(run.input_shape) and prep["slicing"]["size"] == list(run.prep.size)
     # independently of the check inside export_run: real slices of the dataset, loaded as another tool would
-    from mslesion.datasets import load_slice_set, split_patients_of
+    from mslesion.train.datasets import load_slice_set, split_patients_of
 
     slices = load_slice_set(run.config["dataset"], split_patients_of(run.config["dataset"], "test", 0))
     x = slices.arrays()[0][:4]

@@ -98,7 +98,7 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 TRAIN_STEP = """
 import numpy as np, keras
 import mslesion.models.fc_densenet
-from mslesion.losses import get_loss
+from mslesion.train.losses import get_loss
 from mslesion.models import build_model
 keras.utils.set_random_seed(0)
 model = build_model("native.fc_densenet", input_shape=(32, 32, 3), growth_rate=4, layers_per_block=1, blocks=2,
@@ -122,10 +122,10 @@ def test_module_does_not_import_tensorflow():
 
 @pytest.mark.slow
 def test_learns_the_synthetic_cohort_from_triplets_and_evaluates(tmp_path):
-    from mslesion.evaluation import evaluate
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
-    from mslesion.training import read_history, train
+    from mslesion.evaluate.evaluation import evaluate
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.training import read_history, train
 
     generate_cohort(tmp_path / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
     prep = PrepConfig(size=(64, 64), selection="brain", split="train_val_test", test_fraction=0.25, val_fraction=0.2,

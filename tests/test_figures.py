@@ -11,8 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from mslesion import figures
-from mslesion.figures import (
+from mslesion.report import figures
+from mslesion.report.figures import (
     OVERLAY_COLOURS,
     SOURCES_KEY,
     overlay_rgb,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mslesion.geometry import plan_geometry, to_model, to_native
+from mslesion.data.geometry import plan_geometry, to_model, to_native
 
 
 def blobs(hw, seed=0):
@@ -101,7 +101,7 @@ def test_probability_back_mapping_keeps_the_range_and_constant_maps():
 
 
 def test_batched_back_mapping_equals_the_per_slice_one():
-    from mslesion.geometry import to_native_many
+    from mslesion.data.geometry import to_native_many
 
     rng = np.random.default_rng(1)
     for native, size in (((218, 182), (256, 256)), ((300, 180), (128, 128))):

@@ -20,7 +20,7 @@ from nbformat.v4 import new_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
-CHECK = '''import mslesion, mslesion.prep
+CHECK = '''import mslesion, mslesion.data.prep
 print("IMPORTED", mslesion.__file__)'''
 
 

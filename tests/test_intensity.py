@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mslesion.intensity import fit_normalisation, foreground_mask, slice_entropy_bits
+from mslesion.data.intensity import fit_normalisation, foreground_mask, slice_entropy_bits
 
 from .conftest import phantom
 

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
-from mslesion.lesions import (
+from mslesion.evaluate.lesions import (
     BRACKETS,
     bracket_label,
     bracket_rows,

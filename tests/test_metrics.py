@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mslesion.metrics import (
+from mslesion.evaluate.metrics import (
     Confusion,
     compute_accuracy,
     compute_all,

@@ -229,7 +229,7 @@ def test_one_training_step_then_save_load_round_trip(name, tmp_path):
 
 
 def test_round_trip_with_channel_adapter_and_mslesion_loss(tmp_path, vgg16_h5):
-    from mslesion.losses import SoftDiceLoss
+    from mslesion.train.losses import SoftDiceLoss
 
     model = build_model("kuc.unet", input_shape=(SIZE, SIZE, 2), backbone="VGG16", weights=vgg16_h5[0],
                         filter_num=[8, 16, 32, 64, 128])

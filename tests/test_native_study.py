@@ -7,8 +7,8 @@ import pytest
 
 
 def _dataset(tmp_path):
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp_path / "raw", 5, seed=1, shape=(64, 64, 12), spacing_mm=(3.0, 3.0, 5.0))
     data = tmp_path / "inputs" / "ds"
@@ -19,9 +19,9 @@ def _dataset(tmp_path):
 
 @pytest.mark.slow
 def test_native_models_train_on_the_datasets_split_and_derived_data_goes_where_asked(tmp_path, capsys):
-    from mslesion.experiments import train_native_models
+    from mslesion.study.experiments import train_native_models
     from mslesion.progress import budget_per_run
-    from mslesion.splits import load_splits
+    from mslesion.data.splits import load_splits
 
     data = _dataset(tmp_path)
     before = sorted(p.name for p in data.parent.iterdir())
@@ -48,7 +48,7 @@ def test_native_models_train_on_the_datasets_split_and_derived_data_goes_where_a
 
 def test_a_derived_folder_that_cannot_be_written_stops_the_job_before_any_training(tmp_path):
     from mslesion.outputs import OutputError
-    from mslesion.experiments import train_native_models
+    from mslesion.study.experiments import train_native_models
 
     data = _dataset(tmp_path)
     foreign = tmp_path / "work" / "ds_25d"

@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from mslesion.patches import (
+from mslesion.train.patches import (
     PatchSampler,
     PreparedVolume,
     augment_patch,

@@ -48,7 +48,7 @@ def test_variant_option_parses_model_and_training_changes():
 
 @pytest.mark.slow
 def test_plain_vs_toolkit_trains_both_chains_on_the_same_patients(tmp_path):
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp_path / "raw", 3, seed=1, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
     out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "raw"), "--train", "1", "2", "--eval", "3",
@@ -69,7 +69,7 @@ def test_plain_vs_toolkit_trains_both_chains_on_the_same_patients(tmp_path):
 
 
 def test_work_folder_may_not_overlap_the_source_nor_replace_a_table(tmp_path):
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp_path / "raw", 1, seed=1, shape=(32, 32, 4), spacing_mm=(3.6, 3.6, 10.0))
     mine = tmp_path / "work" / "plain_vs_toolkit.json"

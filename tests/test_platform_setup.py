@@ -1,11 +1,11 @@
-"""mslesion.platform_setup: install only what the platform lacks, never touch its TensorFlow/Keras/OpenCV."""
+"""mslesion.env.platform_setup: install only what the platform lacks, never touch its TensorFlow/Keras/OpenCV."""
 
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from mslesion import platform_setup as ps
+from mslesion.env import platform_setup as ps
 
 ROOT = Path(__file__).resolve().parents[1]
 

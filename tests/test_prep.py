@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from mslesion.cli import main
-from mslesion.prep import PrepConfig, open_case, prepare_dataset, read_manifest
-from mslesion.slicing import to_native_volume
+from mslesion.data.prep import PrepConfig, open_case, prepare_dataset, read_manifest
+from mslesion.data.slicing import to_native_volume
 
 from .conftest import LGG, LJUBLJANA, phantom, requires, write_muslim_patient, write_nifti
 
@@ -99,7 +99,7 @@ def test_failed_rerun_keeps_previous_dataset(muslim_cohort, tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mslesion.prep._write_csv", boom)
+    monkeypatch.setattr("mslesion.data.prep._write_csv", boom)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(muslim_cohort, out, PrepConfig(size=(16, 16)), progress=False, overwrite=True)
     assert (out / "manifest.csv").read_text() == before

@@ -120,8 +120,8 @@ def test_module_does_not_import_tensorflow():
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("att_unet_pyramid")
     generate_cohort(root / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
@@ -134,8 +134,8 @@ def dataset(tmp_path_factory) -> Path:
 def test_trains_on_synthetic_cohort_and_evaluates(dataset, tmp_path):
     import pandas as pd
 
-    from mslesion.evaluation import evaluate
-    from mslesion.training import read_history, train
+    from mslesion.evaluate.evaluation import evaluate
+    from mslesion.train.training import read_history, train
 
     # lr 1e-2 (not 3e-3): best validation Dice 0.76-0.91 over training seeds 0-4, 3e-3 reached 0.4-0.64
     config = {"dataset": str(dataset), "runs_root": str(tmp_path / "runs"), "batch_size": 8, "model": NAME,
@@ -151,7 +151,7 @@ def test_trains_on_synthetic_cohort_and_evaluates(dataset, tmp_path):
 
 
 def test_plot_attention_maps_one_axis_per_gate_plus_image_and_colourbar():
-    from mslesion.figures import plot_attention_maps
+    from mslesion.report.figures import plot_attention_maps
 
     truth = np.zeros((64, 64), bool)
     truth[20:30, 24:34] = True
@@ -168,7 +168,7 @@ def test_plot_attention_maps_one_axis_per_gate_plus_image_and_colourbar():
 
 
 def test_plot_attention_maps_png_is_deterministic(tmp_path):
-    from mslesion.figures import plot_attention_maps, save_figure
+    from mslesion.report.figures import plot_attention_maps, save_figure
 
     truth = np.zeros((32, 32), bool)
     truth[10:16, 10:16] = True

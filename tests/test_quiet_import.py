@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mslesion.quiet_import import filter_noise
+from mslesion.env.quiet_import import filter_noise
 
 NOISE = [
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
@@ -30,7 +30,7 @@ def _stderr_of(code: str, **env) -> str:
 
 @pytest.mark.slow
 def test_cli_import_is_quiet_unless_the_user_set_the_log_level():
-    code = ("from mslesion.quiet_import import import_tensorflow\nimport mslesion\n"
+    code = ("from mslesion.env.quiet_import import import_tensorflow\nimport mslesion\n"
             "tf = import_tensorflow(quiet=mslesion.QUIET_TENSORFLOW)\n"
             "import sys; print('after', tf.__version__, file=sys.stderr)")  # fmt: skip
     loud = _stderr_of(code, TF_CPP_MIN_LOG_LEVEL="0")

@@ -74,7 +74,7 @@ TRAIN_STEP = """
 import numpy as np, keras
 from mslesion.models.registry import build_model
 from mslesion.models import r2_att_unet_3d  # registers the model
-from mslesion.losses import get_loss
+from mslesion.train.losses import get_loss
 keras.utils.set_random_seed(0)
 model = build_model("native.r2_att_unet_3d", input_shape=(16, 16, 16, 1), filters=(4, 8, 16))
 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("bce_dice"))
@@ -94,7 +94,7 @@ def test_training_step_under_other_backends(backend):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("module", ["mslesion.models.r2_att_unet_3d", "mslesion.patches", "mslesion.training3d"])
+@pytest.mark.parametrize("module", ["mslesion.models.r2_att_unet_3d", "mslesion.train.patches", "mslesion.train.training3d"])
 def test_no_tensorflow_import(module):
     assert_no_tensorflow(module)
 
@@ -102,9 +102,9 @@ def test_no_tensorflow_import(module):
 @pytest.mark.slow
 def test_train_3d_and_evaluate_3d_on_synthetic_cohort(tmp_path):
     """Small widths, 32^3 patches at stride 16, 8 epochs on 4 training patients (~1-2 min on 2 CPU cores)."""
-    from mslesion.patches import prepare_volumes
-    from mslesion.synthetic import generate_cohort
-    from mslesion.training3d import evaluate_3d, train_3d
+    from mslesion.train.patches import prepare_volumes
+    from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.training3d import evaluate_3d, train_3d
 
     generate_cohort(tmp_path / "raw", 6, seed=0, shape=(64, 64, 32), spacing_mm=(3, 3, 3))
     prepare_volumes(tmp_path / "raw", tmp_path / "vol", split="train_val_test", test_fraction=0.2, val_fraction=0.2)
@@ -143,8 +143,8 @@ def test_cli_prep3d_train3d_and_evaluate_dispatch(tmp_path):
     import json
 
     from mslesion.cli import main
-    from mslesion.report_tables import model_comparison_table
-    from mslesion.synthetic import generate_cohort
+    from mslesion.report.tables import model_comparison_table
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp_path / "raw", 5, seed=1, shape=(48, 48, 24), spacing_mm=(3.0, 3.0, 3.0))
     assert main(["prep3d", str(tmp_path / "raw"), str(tmp_path / "vol"), "--test-fraction", "0.2",

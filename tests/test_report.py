@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from mslesion.cli import main
-from mslesion.evaluation import EvalConfig, evaluate
-from mslesion.report import ReportConfig, _largest_lesion_slices, build_report, dataset_figures
-from mslesion.report_tables import (
+from mslesion.evaluate.evaluation import EvalConfig, evaluate
+from mslesion.report.build import ReportConfig, _largest_lesion_slices, build_report, dataset_figures
+from mslesion.report.tables import (
     DID_NOT_LEARN_RULE,
     _mb,
     detection_rule,
@@ -22,7 +22,7 @@ from mslesion.report_tables import (
     lesionwise_table,
     run_label,
 )
-from mslesion.tuning import tune
+from mslesion.train.tuning import tune
 
 from .conftest import copy_run
 
@@ -221,8 +221,8 @@ def test_cli_report_finds_runs_under_a_root(study, tmp_path):
 
 
 def test_attention_map_figure_from_a_pyramid_run(trained_run, tmp_path):
-    from mslesion.report import attention_figure
-    from mslesion.training import train
+    from mslesion.report.build import attention_figure
+    from mslesion.train.training import train
 
     cfg = json.loads((trained_run / "config.json").read_text())
     run = train({"dataset": cfg["dataset"], "runs_root": str(tmp_path / "runs"), "model": "native.att_unet_pyramid",

@@ -17,13 +17,13 @@ import pytest
 
 from mslesion import outputs
 from mslesion.cli import main
-from mslesion.cohort import check_patient_id, discover_cases
+from mslesion.data.cohort import check_patient_id, discover_cases
 from mslesion.errors import BadPatientIdError
 from mslesion.outputs import MARKER, OutputError, OutputLockedError
-from mslesion.patches import prepare_volumes
-from mslesion.prep import PrepConfig, prepare_dataset, read_manifest
-from mslesion.report import ReportConfig, build_report
-from mslesion.synthetic import generate_cohort
+from mslesion.train.patches import prepare_volumes
+from mslesion.data.prep import PrepConfig, prepare_dataset, read_manifest
+from mslesion.report.build import ReportConfig, build_report
+from mslesion.data.synthetic import generate_cohort
 
 from .conftest import write_muslim_patient
 
@@ -131,7 +131,7 @@ def test_evaluate_refuses_a_user_out_dir(trained_run, tmp_path, capsys):
 
 
 def test_evaluate_twice_needs_overwrite(trained_run, tmp_path):
-    from mslesion.evaluation import EvalConfig, evaluate
+    from mslesion.evaluate.evaluation import EvalConfig, evaluate
 
     out = tmp_path / "eval"
     evaluate(trained_run, EvalConfig(out_dir=str(out)), verbose=False)

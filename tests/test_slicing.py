@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mslesion.slicing import context_indices, select_slices, slice_case
+from mslesion.data.slicing import context_indices, select_slices, slice_case
 
 
 def test_context_indices_edge_and_zero_padding():
@@ -58,10 +58,10 @@ def test_slice_case_resizes_and_records_geometry():
 
 
 def test_brain_crop_is_recorded_and_undone_exactly(tmp_path):
-    from mslesion.cohort import discover_cases
-    from mslesion.loading import load_case
-    from mslesion.synthetic import generate_cohort
-    from mslesion.slicing import slice_case, to_native_stack
+    from mslesion.data.cohort import discover_cases
+    from mslesion.data.loading import load_case
+    from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.slicing import slice_case, to_native_stack
 
     generate_cohort(tmp_path, 1, seed=2, shape=(200, 180, 10), spacing_mm=(0.9, 0.9, 5.0))
     loaded = load_case(discover_cases(tmp_path).cases[0])
@@ -82,7 +82,7 @@ def test_brain_crop_is_recorded_and_undone_exactly(tmp_path):
 def test_background_zero_sets_outside_the_foreground_to_zero_after_zscore():
     """nnU-Net's masked z-score: foreground ~ N(0, 1), air 0; "keep" leaves air at -mean/sd; records without the
     option (written before it existed) read back as "keep", so old runs predict as they were trained."""
-    from mslesion.prep import PrepConfig
+    from mslesion.data.prep import PrepConfig
 
     rng = np.random.default_rng(1)
     stack = np.zeros((4, 32, 32, 1), np.float32)

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mslesion.splits import check_disjoint, load_splits, save_splits, split_patients
+from mslesion.data.splits import check_disjoint, load_splits, save_splits, split_patients
 
 patient_lists = st.lists(st.text("abcdefgh0123456789-", min_size=1, max_size=6), min_size=2, max_size=40, unique=True)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mslesion import synthetic as S
+from mslesion.data import synthetic as S
 from mslesion.fileio import load_json
 from mslesion.outputs import MARKER, OutputError
 

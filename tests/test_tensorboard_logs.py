@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mslesion.outputs import OutputError
-from mslesion.tensorboard_logs import pick_slices
+from mslesion.train.tensorboard_logs import pick_slices
 
 
 def _tags(folder):
@@ -17,8 +17,8 @@ def _tags(folder):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("tb")
     generate_cohort(root / "raw", 3, seed=0, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
@@ -33,7 +33,7 @@ def _config(dataset, run, **extra):
 
 
 def test_a_run_logs_epoch_scalars_learning_rate_and_validation_images(dataset, tmp_path):
-    from mslesion.training import train
+    from mslesion.train.training import train
 
     run = train(_config(dataset, tmp_path / "run"), verbose=0)
     train_log = _tags(run / "tensorboard" / "train")
@@ -51,7 +51,7 @@ def test_a_run_logs_epoch_scalars_learning_rate_and_validation_images(dataset, t
 
 
 def test_overwrite_removes_the_logs_but_a_foreign_file_among_them_stops_the_run(dataset, tmp_path):
-    from mslesion.training import train
+    from mslesion.train.training import train
 
     run = train(_config(dataset, tmp_path / "run", epochs=1, tensorboard=True), verbose=0)
     old = sorted((run / "tensorboard" / "train").iterdir())
@@ -64,7 +64,7 @@ def test_overwrite_removes_the_logs_but_a_foreign_file_among_them_stops_the_run(
 
 
 def test_no_logs_when_turned_off_and_the_slices_shown_have_the_most_lesion(dataset, tmp_path):
-    from mslesion.training import train
+    from mslesion.train.training import train
 
     run = train(_config(dataset, tmp_path / "quiet", epochs=1, tensorboard=False), verbose=0)
     assert not (run / "tensorboard").exists()

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mslesion.prep import PrepConfig, prepare_dataset
-from mslesion.synthetic import generate_cohort
-from mslesion.training import epoch_study, read_history, train
+from mslesion.data.prep import PrepConfig, prepare_dataset
+from mslesion.data.synthetic import generate_cohort
+from mslesion.train.training import epoch_study, read_history, train
 
 SMALL_UNET = {"model": "kuc.unet", "model_params": {"filter_num": [16, 32, 64]}}
 
@@ -65,7 +65,7 @@ def test_same_seed_same_first_epoch_loss(dataset, tmp_path):
 
 
 def _train_cmd(cfg: dict) -> list[str]:
-    code = f"import json; from mslesion.training import train; train(json.loads({json.dumps(json.dumps(cfg))}), verbose=0)"
+    code = f"import json; from mslesion.train.training import train; train(json.loads({json.dumps(json.dumps(cfg))}), verbose=0)"
     return [sys.executable, "-c", code]
 
 
@@ -97,7 +97,7 @@ def test_two_replica_mirrored_strategy_on_split_cpu(dataset, tmp_path):
     code = (
         "import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0];"
         "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2);"
-        f"import json; from mslesion.training import train; train(json.loads({json.dumps(json.dumps(cfg))}), verbose=0)"
+        f"import json; from mslesion.train.training import train; train(json.loads({json.dumps(json.dumps(cfg))}), verbose=0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -117,7 +117,7 @@ def test_unknown_option_is_refused(dataset):
 def test_two_trial_learning_rate_search_writes_its_table(dataset, tmp_path):
     import pandas as pd
 
-    from mslesion.tuning import tune
+    from mslesion.train.tuning import tune
 
     run = tune({"dataset": str(dataset), **SMALL_UNET, "learning_rates": [1e-2, 1e-4], "max_trials": 2,
                 "epochs": 2, "run_dir": str(tmp_path / "tune")})  # fmt: skip
@@ -140,7 +140,7 @@ def test_cli_train_runs_one_epoch(dataset, tmp_path):
 
 def test_cli_train_starts_from_the_default_recipe_and_flags_override_it(dataset, tmp_path):
     from mslesion.cli import main
-    from mslesion.experiments import DEFAULT_RECIPE, RECIPE_MODEL, TRAINING_CONFIGS
+    from mslesion.study.experiments import DEFAULT_RECIPE, RECIPE_MODEL, TRAINING_CONFIGS
 
     assert main(["train", str(dataset), "--epochs", "1", "--model-param", "weights=null",
                  "--run-dir", str(tmp_path / "default")]) == 0  # fmt: skip
@@ -181,7 +181,7 @@ def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(d
     """
     import itertools
 
-    import mslesion.training as training
+    import mslesion.train.training as training
 
     common = {"model": "sm.unet", "model_params": {"backbone": "mobilenetv2"}, "loss": "dice",
               "learning_rate": 3e-3}  # fmt: skip

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mslesion.training import read_history, train
+from mslesion.train.training import read_history, train
 
 TINY = {"model": "kuc.unet", "model_params": {"filter_num": [8, 16]}, "batch_size": 8}
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("budget")
     generate_cohort(root / "raw", 5, seed=2, shape=(64, 64, 10), spacing_mm=(1.8, 1.8, 5.0))
@@ -39,7 +39,7 @@ def test_budget_recaps_bn_momentum_for_the_epochs_it_leaves(dataset, tmp_path, m
     """epochs=200 plans a BN momentum cap for 200 epochs; a budget that leaves 6 resets it after epoch 2."""
     import itertools
 
-    import mslesion.training as training
+    import mslesion.train.training as training
 
     ticks = itertools.count(0, 10.0)  # every clock reading is 10 s later: each epoch "takes" 10 s
     monkeypatch.setattr(training, "_clock", lambda: next(ticks))
@@ -56,7 +56,7 @@ def test_budget_recaps_bn_momentum_for_the_epochs_it_leaves(dataset, tmp_path, m
 
 
 def test_lesion_slices_only_trains_on_lesion_slices_and_validates_on_all(dataset, tmp_path):
-    from mslesion.prep import read_manifest
+    from mslesion.data.prep import read_manifest
 
     run = train({"dataset": str(dataset), "runs_root": str(tmp_path), **TINY, "epochs": 1,
                  "lesion_slices_only": True}, verbose=0)  # fmt: skip
@@ -97,7 +97,7 @@ def test_compare_configs_leaves_an_existing_table_and_the_dataset_alone(dataset,
 
 
 def test_unknown_configuration_is_refused(dataset, tmp_path):
-    from mslesion.experiments import compare_training_configs
+    from mslesion.study.experiments import compare_training_configs
 
     with pytest.raises(KeyError, match="unknown training configuration 'best'"):
         compare_training_configs(dataset, tmp_path, ["best"])

@@ -21,7 +21,7 @@ import pytest
 
 from mslesion.errors import DataError
 from mslesion.outputs import OutputError, OutputLockedError, claim_dir, locked
-from mslesion.training import RUN_FILES, RunConfigError, read_history, train
+from mslesion.train.training import RUN_FILES, RunConfigError, read_history, train
 
 TINY = {"model": "kuc.unet", "model_params": {"filter_num": [4, 8]}, "batch_size": 8, "epochs": 3}
 TINY_3D = {"model_params": {"filters": [4, 8], "recurrence": 1}, "patch": [16, 16, 16], "stride": [16, 16, 16],
@@ -38,8 +38,8 @@ KILLS = {
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """5 synthetic patients at 32x32 (3 train, 1 val, 1 test): 40 slices."""
-    from mslesion.prep import PrepConfig, prepare_dataset
-    from mslesion.synthetic import generate_cohort
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("safety")
     generate_cohort(root / "raw", 5, seed=0, shape=(64, 64, 8), spacing_mm=(1.8, 1.8, 5.0))
@@ -51,8 +51,8 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> Path:
     """4 synthetic patients at 32x32x16 for 3D runs (2 train, 1 val, 1 test)."""
-    from mslesion.patches import prepare_volumes
-    from mslesion.synthetic import generate_cohort
+    from mslesion.train.patches import prepare_volumes
+    from mslesion.data.synthetic import generate_cohort
 
     root = tmp_path_factory.mktemp("safety3d")
     generate_cohort(root / "raw", 4, seed=0, shape=(32, 32, 16), spacing_mm=(3, 3, 3))
@@ -169,7 +169,7 @@ def test_a_kill_after_the_fit_redoes_only_the_final_phases(killed, dataset):
 
 def test_a_kill_mid_backup_keeps_the_one_before_and_damaged_files_are_reported_and_redone(killed, dataset,
                                                                                           monkeypatch):  # fmt: skip
-    from mslesion import training
+    from mslesion.train import training
 
     run = killed["mid_backup"]
     backup = run / "backup"
@@ -196,7 +196,7 @@ def test_a_backup_that_fails_to_load_is_skipped_for_the_one_before(tmp_path):
     import keras
     import numpy as np
 
-    from mslesion import training
+    from mslesion.train import training
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="adam", loss="mse")
@@ -221,7 +221,7 @@ def test_a_resume_gives_the_lr_and_early_stopping_callbacks_their_state_back(tmp
 
     import keras
 
-    from mslesion import training
+    from mslesion.train import training
 
     reduce, stop = keras.callbacks.ReduceLROnPlateau(patience=3), keras.callbacks.EarlyStopping(patience=4)
     saved = {"ReduceLROnPlateau": {"best": 0.25, "wait": 2, "cooldown_counter": 0},
@@ -292,7 +292,7 @@ def test_a_finished_run_is_left_alone_other_options_refused_overwrite_starts_afr
 
 
 def test_3d_runs_resume_after_a_kill_and_are_left_alone_when_finished(killed, volumes, capsys):
-    from mslesion.training3d import train_3d
+    from mslesion.train.training3d import train_3d
 
     run = killed["3d"]
     cfg = {"dataset": str(volumes), "run_dir": str(run), **TINY_3D}
@@ -310,7 +310,7 @@ def test_3d_runs_resume_after_a_kill_and_are_left_alone_when_finished(killed, vo
 
 
 def test_tuning_folders_are_claimed_and_locked(dataset, tmp_path):
-    from mslesion.tuning import tune
+    from mslesion.train.tuning import tune
 
     mine = tmp_path / "mine"
     mine.mkdir()

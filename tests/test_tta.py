@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion import inference
-from mslesion.evaluation import EvalConfig, evaluate
-from mslesion.tta import TTA_MODES, predict_tta, transforms
+from mslesion.infer import inference
+from mslesion.evaluate.evaluation import EvalConfig, evaluate
+from mslesion.infer.tta import TTA_MODES, predict_tta, transforms
 
 from .conftest import copy_run
 
@@ -71,8 +71,8 @@ def _member(trained_run, tmp_path, name: str, bias: float):
 
 
 def test_an_ensemble_averages_its_members_probabilities(trained_run, tmp_path):
-    from mslesion.cohort import discover_cases
-    from mslesion.loading import load_case
+    from mslesion.data.cohort import discover_cases
+    from mslesion.data.loading import load_case
 
     other = _member(trained_run, tmp_path, "other", bias=2.0)
     a, b = inference.open_runs([trained_run, other])

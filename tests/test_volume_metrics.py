@@ -5,8 +5,8 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from mslesion.metrics import compute_all
-from mslesion.volume_metrics import (
+from mslesion.evaluate.metrics import compute_all
+from mslesion.evaluate.volume_metrics import (
     compute_hd95_mm,
     compute_patient_metrics,
     compute_volume_difference,

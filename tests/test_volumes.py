@@ -15,7 +15,7 @@ from mslesion.errors import (
     NotThreeDError,
     ShapeMismatchError,
 )
-from mslesion.volumes import (
+from mslesion.data.volumes import (
     axial_spacing_mm,
     binarise_mask,
     canonical_affine,

@@ -1,4 +1,4 @@
-"""mslesion.workspace: the working folder, the inputs, and real data found or a clear stop (never a silent fallback)."""
+"""mslesion.env.workspace: the working folder, the inputs, and real data found or a clear stop (never a silent fallback)."""
 
 import time
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_kaggle_input
-from mslesion import workspace
-from mslesion.experiments import ensure_dataset
+from mslesion.env import workspace
+from mslesion.study.experiments import ensure_dataset
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_colab_writes_to_drive_when_mounted(tmp_path, monkeypatch, capsys):
 
 
 def test_the_ms_data_is_found_deep_in_the_kaggle_input_in_its_shipped_layout(kaggle):
-    from mslesion.cohort import discover_cases
+    from mslesion.data.cohort import discover_cases
 
     cohort, working = kaggle
     found = workspace.resolve_source(None, working)
@@ -116,7 +116,7 @@ def test_an_earlier_sessions_output_is_found_and_brought_forward(tmp_path):
 
 
 def test_prep_reads_the_read_only_kaggle_copy(kaggle):
-    from mslesion.prep import PrepConfig, prepare_dataset
+    from mslesion.data.prep import PrepConfig, prepare_dataset
 
     cohort, working = kaggle
     before = sorted((p.relative_to(cohort), p.stat().st_mtime_ns) for p in cohort.rglob("*"))

@@ -33,13 +33,13 @@ for _name in [m for m in sys.modules if m == "mslesion" or m.startswith("mslesio
         del sys.modules[_name]
 importlib.invalidate_caches()
 try:
-    from mslesion import platform_setup
+    from mslesion.env import platform_setup
 except ImportError:
     raise ImportError("mslesion not found: clone the repository (git clone URL mslesion), attach it as a Kaggle "
                       "dataset, or set MSLESION_SRC to its folder or MSLESION_PIP to a wheel or git URL") from None
 platform_setup.setup(_source)'''
 
-DEVICE = '''from mslesion import runtime
+DEVICE = '''from mslesion.train import runtime
 strategy = runtime.pick_strategy(STRATEGY)  # one per session: every run, the search and evaluation use this one
 mixed = runtime.auto_mixed_precision() if MIXED_PRECISION == "auto" else bool(MIXED_PRECISION)
 accelerator = {"strategy": STRATEGY, "mixed_precision": mixed, "jit_compile": JIT_COMPILE}
@@ -80,7 +80,8 @@ OVERWRITE = False               # True: replace a dataset this notebook prepared
     new_code_cell('''import os
 from pathlib import Path
 import matplotlib.pyplot as plt
-from mslesion import prep, splits, workspace
+from mslesion.data import prep, splits
+from mslesion.env import workspace
 
 work = workspace.working_folder(WORK)
 source = workspace.resolve_source(SOURCE, work, PATIENTS, SEED)
@@ -127,7 +128,7 @@ BACKBONES = ["vgg16", "resnet34", "mobilenetv2", "efficientnetb0"]
 MODEL = "sm.unet"
 EPOCHS = 20
 TIME_BUDGET = None              # minutes of training for the whole cell, split over the runs; None: EPOCHS decide
-RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE (best measured on real data); "seed000"
+RECIPE = None                   # None: mslesion.study.experiments.DEFAULT_RECIPE (best measured on real data); "seed000"
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
@@ -141,7 +142,9 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from mslesion import experiments, figures, report_tables, training
+    new_code_cell('''from mslesion.report import figures, tables as report_tables
+from mslesion.study import experiments
+from mslesion.train import training
 
 work, dataset, options, runs_dir = experiments.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
                                                               learning_rate=LEARNING_RATE)
@@ -172,12 +175,12 @@ DATASET = "data/slices/ms"      # prepared by notebook 01 (in WORK or an attache
 RUNS = "runs/models"
 TUNING_RUNS = "runs/tuning"
 NATIVE_RUNS = "runs/native"
-MODELS = None                   # None: all six keys of mslesion.models.REPORT_MODELS
+MODELS = None                   # None: all six keys of mslesion.study.table_6_1.REPORT_MODELS
 NATIVE_MODELS = True            # also the related works' own models (pyramid attention U-Net, FC-DenseNet, 3D R2 att.)
 NATIVE_3D = True                # include the 3D R2 attention U-Net (whole-volume patches; NIfTI data)
 EPOCHS = 50
 TIME_BUDGET = None              # minutes of training for the six models, split over the runs; None: EPOCHS decide
-RECIPE = None                   # None: mslesion.experiments.DEFAULT_RECIPE; "seed000": the backbone report's BCE on lesion slices
+RECIPE = None                   # None: mslesion.study.experiments.DEFAULT_RECIPE; "seed000": the backbone report's BCE on lesion slices
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
@@ -193,8 +196,11 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from mslesion import experiments, figures, report_tables, training, workspace
-from mslesion.models import REPORT_MODELS
+    new_code_cell('''from mslesion.env import workspace
+from mslesion.report import figures, tables as report_tables
+from mslesion.study import experiments
+from mslesion.train import training
+from mslesion.study.table_6_1 import REPORT_MODELS
 
 work, dataset, options, runs_dir = experiments.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
                                                               learning_rate=LEARNING_RATE)
@@ -260,7 +266,8 @@ OVERWRITE = True                # replace the report this notebook wrote at OUT 
     new_code_cell(INSTALL),
     new_code_cell('''from pathlib import Path
 from IPython.display import Image, Markdown, display
-from mslesion import report, report_tables, workspace
+from mslesion.report import build as report, tables as report_tables
+from mslesion.env import workspace
 
 work = workspace.working_folder(WORK)
 inputs = workspace.input_roots()

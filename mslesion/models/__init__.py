@@ -13,7 +13,6 @@ The zoo libraries are imported only when one of their models is built.
 from mslesion.models import fc_densenet, kuc, pyramid_att_unet, r2_att_unet_3d, sm  # noqa: F401  (registers the adapters and native models)
 from mslesion.models.errors import BackboneUnavailableError, EncoderModeError, ModelError, WeightsUnavailableError
 from mslesion.models.registry import MODELS, ModelSpec, build_model, count_params, list_models, register
-from mslesion.models.report_table import REPORT_MODELS, build_report_model, report_models
 from mslesion.models.saving import load_model
 
 __all__ = [
@@ -23,12 +22,16 @@ __all__ = [
     "build_model",
     "list_models",
     "count_params",
-    "report_models",
-    "build_report_model",
-    "REPORT_MODELS",
     "load_model",
     "ModelError",
     "WeightsUnavailableError",
     "BackboneUnavailableError",
     "EncoderModeError",
 ]
+
+
+def __getattr__(name: str):
+    # Table 6.1's specs moved to mslesion.study.table_6_1 (issue 12); the old names still resolve, with a warning.
+    from mslesion.compat import moved_attribute
+
+    return moved_attribute(__name__, name)

@@ -7,7 +7,7 @@ with ``grow_rate=12`` as its ``train.py`` builds it).
 
 Input ``(H, W, 3M)`` from the 2.5D prep (``mslesion prep --context 3``),
 channels modality-major (``m0[-1], m0[0], m0[+1], m1[-1], ...``) as in
-:mod:`mslesion.slicing`; it is split into the slices previous, current, next,
+:mod:`mslesion.data.slicing`; it is split into the slices previous, current, next,
 each ``(H, W, M)``. Per slice, one shared encoder (nested model
 ``slice_encoder``, called once per slice, so its weights count once)::
 
@@ -53,7 +53,7 @@ Untrained, in inference mode, the model overflows: BN's moving statistics
 start as the identity, so the SA products square the scale at every level
 (the default model predicts NaN before any training; the reference has the
 same property). Training mode, and inference once the statistics have been
-learnt (``mslesion.batchnorm``), are well scaled.
+learnt (``mslesion.train.batchnorm``), are well scaled.
 
 >>> model = build_model("native.fc_densenet", input_shape=(160, 160, 3))
 >>> small = build_model("native.fc_densenet", input_shape=(64, 64, 3), growth_rate=4, blocks=3,
@@ -83,7 +83,7 @@ class ContextSlice(keras.layers.Layer):
     """One slice of a modality-major 2.5D stack: ``(B, H, W, context*M) -> (B, H, W, M)``.
 
     Channel ``m * context + index`` of the input is modality ``m`` at slice
-    offset ``index - context // 2`` (:func:`mslesion.slicing.channel_names`).
+    offset ``index - context // 2`` (:func:`mslesion.data.slicing.channel_names`).
     """
 
     def __init__(self, index: int, context: int = CONTEXT, **kwargs):

@@ -125,7 +125,7 @@ def load_model(path, *, compile: bool = True, safe_mode: bool = True, custom_obj
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}")
-    for module in ("mslesion.losses", "mslesion.keras_metrics"):
+    for module in ("mslesion.train.losses", "mslesion.train.keras_metrics"):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
     config_text = _saved_config_text(path)

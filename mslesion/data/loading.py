@@ -1,0 +1,177 @@
+"""A discovered case -> validated canonical arrays, whatever its file format.
+
+NIfTI cases are reoriented to the canonical axial stack of
+:mod:`mslesion.data.volumes`; TIFF slice cases (the LGG dataset of Buda et al. 2019, used by the LGG encoder comparison) are
+stacked in slice-number order. Both give a :class:`LoadedCase`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mslesion.data.cohort import Case, normalise_modality
+from mslesion.data.volumes import (
+    axial_spacing_mm,
+    binarise_mask,
+    check_not_constant,
+    check_same_grid,
+    load_image,
+    load_mask,
+    to_axial_stack,
+)
+from mslesion.errors import (
+    CorruptFileError,
+    EmptyMaskError,
+    MissingMaskError,
+    MissingModalityError,
+    NotThreeDError,
+    ShapeMismatchError,
+)
+
+__all__ = ["LoadedCase", "load_case", "LGG_CHANNELS"]
+
+#: Channel order of the LGG ``.tif`` slices (Buda et al. 2019).
+LGG_CHANNELS = ("pre", "flair", "post")
+
+
+@dataclass
+class LoadedCase:
+    """A case as canonical arrays plus what is needed to map results back.
+
+    Attributes:
+        stack: ``(Z, H, W, M)`` float32 raw intensities, modalities last.
+        mask: ``(Z, H, W)`` bool lesion mask.
+        modalities: names of the M channels.
+        spacing_zhw_mm: voxel size of the stack, None when the format has none.
+        affine: source image affine (NIfTI) or None.
+        axcodes: source orientation, e.g. ``("L", "A", "S")``.
+        source_shape: shape of the source volume in its own voxel order.
+        image_files, mask_file: where it came from.
+        warnings: what was accepted but is worth recording (e.g. an oblique
+            affine), one line each naming the file; prep writes them into meta.json.
+    """
+
+    patient_id: str
+    stack: np.ndarray
+    mask: np.ndarray
+    modalities: list[str]
+    spacing_zhw_mm: tuple[float, float, float] | None
+    image_files: list[Path]
+    mask_file: Path | list[Path] | None
+    affine: np.ndarray | None = None
+    axcodes: tuple[str, ...] | None = None
+    source_shape: tuple[int, ...] | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_case(
+    case: Case,
+    modalities: list[str] | tuple[str, ...] = ("flair",),
+    mask_modality: str | None = None,
+    allow_empty_mask: bool = False,
+    with_mask: bool = True,
+) -> LoadedCase:
+    """Load and validate one case.
+
+    Args:
+        modalities: which images to stack as channels; all must share one grid.
+        mask_modality: whose lesion mask to use (default: the first modality).
+        allow_empty_mask: accept a patient without any lesion voxel.
+        with_mask: False for images alone (prediction on new patients): the
+            mask is then all False and ``mask_file`` is None.
+
+    Raises:
+        mslesion.errors.DataError subclasses naming the offending file.
+    """
+    modalities = [normalise_modality(m) for m in modalities]
+    if case.layout == "lgg":
+        return _load_lgg(case, modalities, allow_empty_mask, with_mask)
+    mask_modality = normalise_modality(mask_modality or modalities[0])
+    mask_path = case.mask(mask_modality) if with_mask else None
+    vols = [load_image(case.image(m)) for m in modalities]
+    ref = vols[0]
+    for other in vols[1:]:
+        check_same_grid(ref, other, what="modality image (modalities must share a grid; register them first)")
+    planes = [to_axial_stack(v.data, v.affine) for v in vols]
+    # One contiguous copy: every later reduction over the volume is then fast.
+    stack = np.ascontiguousarray(planes[0][..., None]) if len(planes) == 1 else np.stack(planes, axis=-1)
+    vols_read = list(vols)
+    if mask_path is None:
+        mask = np.zeros(stack.shape[:3], dtype=bool)
+    else:
+        mask_vol = load_mask(mask_path, allow_empty=allow_empty_mask)
+        check_same_grid(ref, mask_vol, what="mask")
+        mask = to_axial_stack(mask_vol.data, mask_vol.affine)
+        vols_read.append(mask_vol)
+    return LoadedCase(
+        patient_id=case.patient_id,
+        stack=stack,
+        mask=mask,
+        modalities=modalities,
+        spacing_zhw_mm=axial_spacing_mm(ref.affine),
+        image_files=[v.path for v in vols],
+        mask_file=mask_path,
+        affine=ref.affine,
+        axcodes=ref.axcodes,
+        source_shape=tuple(ref.data.shape),
+        warnings=[w for v in vols_read for w in v.warnings],
+    )
+
+
+def _read_tif(path: Path) -> np.ndarray:
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise CorruptFileError(path, "cannot read as an image (missing, truncated or not a TIFF)")
+    return arr
+
+
+def _load_lgg(case: Case, modalities: list[str], allow_empty_mask: bool, with_mask: bool = True) -> LoadedCase:
+    unknown = [m for m in modalities if m not in LGG_CHANNELS]
+    if unknown:
+        raise MissingModalityError(case.folder, f"LGG slices hold channels {list(LGG_CHANNELS)}, not {unknown}; "
+                                                "use a run trained on LGG slices")  # fmt: skip
+    channels = [LGG_CHANNELS.index(m) for m in modalities]
+    images, masks = [], []
+    shape = None
+    for img_path, mask_path in case.slice_files:
+        if mask_path is None and with_mask:
+            raise MissingMaskError(img_path, "slice has no matching *_mask.tif")
+        img = _read_tif(img_path)
+        if img.ndim != 3 or img.shape[2] != 3:
+            raise NotThreeDError(img_path, f"slice has shape {img.shape}; expected (H, W, 3)")
+        # OpenCV reads colour TIFFs as BGR; the dataset's channel order is RGB.
+        img = img[..., ::-1]
+        shape = shape or img.shape
+        if img.shape != shape:
+            raise ShapeMismatchError(img_path, f"slice shape {img.shape} differs from the case's {shape}")
+        images.append(img[..., channels])
+        if not with_mask:
+            masks.append(np.zeros(img.shape[:2], dtype=bool))
+            continue
+        mask = _read_tif(mask_path)
+        if mask.ndim == 3:
+            mask = mask[..., 0]
+        if mask.shape != img.shape[:2]:
+            raise ShapeMismatchError(mask_path, f"mask shape {mask.shape} differs from image shape {img.shape[:2]}")
+        masks.append(binarise_mask(mask, mask_path, allow_empty=True))
+    mask = np.stack(masks)
+    stack = np.stack(images).astype(np.float32)
+    for c, name in enumerate(modalities):
+        check_not_constant(stack[..., c], case.folder, f"{name} channel of every slice")
+    if with_mask and not allow_empty_mask and not mask.any():
+        raise EmptyMaskError(case.folder, "no slice of this case has a lesion voxel")
+    return LoadedCase(
+        patient_id=case.patient_id,
+        stack=stack,
+        mask=mask,
+        modalities=modalities,
+        spacing_zhw_mm=None,
+        image_files=[p for p, _ in case.slice_files],
+        mask_file=[m for _, m in case.slice_files] if with_mask else None,
+        source_shape=(len(images), *shape[:2]),
+    )

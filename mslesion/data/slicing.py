@@ -1,0 +1,263 @@
+"""One case's canonical stack -> selected, normalised, 2.5D, resized slices.
+
+Input is what a loader returns: ``stack (Z, H, W, M)`` raw intensities of M
+modalities on one grid, and ``mask (Z, H, W)`` bool. Output arrays are what
+goes to disk: ``images (N, S, S, C)`` float32 and ``masks (N, S, S, 1)`` uint8
+with ``C = M * context`` channels ordered modality-major
+(``flair[-1], flair[0], flair[+1], t1[-1], ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mslesion.data.geometry import SliceGeometry, plan_geometry, to_model, to_native, to_native_many
+from mslesion.data.intensity import Normalisation, fit_normalisation, foreground_mask, slice_entropy_bits
+
+__all__ = [
+    "SELECTIONS",
+    "CaseSlices",
+    "select_slices",
+    "context_indices",
+    "slice_case",
+    "channel_names",
+    "to_native_stack",
+    "to_native_volume",
+]
+
+SELECTIONS = ("lesion", "brain", "entropy", "all")
+
+
+@dataclass
+class CaseSlices:
+    """The slices of one case, ready to save, and what is needed to map them back."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    slice_indices: np.ndarray
+    lesion_pixels: np.ndarray
+    lesion_pixels_native: np.ndarray
+    entropy_bits: np.ndarray
+    foreground_fraction: np.ndarray
+    geometry: SliceGeometry
+    normalisations: list[Normalisation]
+    channels: list[str]
+    n_slices_total: int
+    crop_box: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1) of the native slice, or None
+
+
+def select_slices(
+    mask: np.ndarray,
+    foreground: np.ndarray,
+    entropy_bits: np.ndarray,
+    mode: str = "lesion",
+    entropy_threshold_bits: float = 2.0,
+    min_foreground_fraction: float = 0.01,
+) -> np.ndarray:
+    """Indices of the axial slices to keep.
+
+    Modes: ``lesion`` (a lesion pixel in the mask, the backbone report), ``brain`` (at least
+    ``min_foreground_fraction`` of the slice is head/brain), ``entropy`` (above
+    the threshold in bits/pixel, Røvang (2021)), ``all``.
+    """
+    z = mask.shape[0]
+    if mode == "lesion":
+        keep = mask.reshape(z, -1).any(axis=1)
+    elif mode == "brain":
+        keep = foreground.reshape(z, -1).mean(axis=1) >= min_foreground_fraction
+    elif mode == "entropy":
+        keep = entropy_bits > entropy_threshold_bits
+    elif mode == "all":
+        keep = np.ones(z, dtype=bool)
+    else:
+        raise ValueError(f"unknown slice selection {mode!r}; known: {SELECTIONS}")
+    return np.flatnonzero(keep)
+
+
+def context_indices(index: int, depth: int, context: int, padding: str = "edge") -> list[int]:
+    """Slice indices stacked around ``index`` for a 2.5D input of ``context`` slices.
+
+    Out-of-volume neighbours repeat the edge slice (``edge``) or are ``-1``,
+    meaning a zero slice (``zero``).
+    """
+    if context < 1 or context % 2 == 0:
+        raise ValueError(f"context must be a positive odd number of slices, not {context}")
+    half = context // 2
+    out = []
+    for i in range(index - half, index + half + 1):
+        if 0 <= i < depth:
+            out.append(i)
+        elif padding == "edge":
+            out.append(min(max(i, 0), depth - 1))
+        elif padding == "zero":
+            out.append(-1)
+        else:
+            raise ValueError(f"unknown context padding {padding!r}; use edge or zero")
+    return out
+
+
+def channel_names(modalities: list[str], context: int) -> list[str]:
+    half = context // 2
+    if context == 1:
+        return list(modalities)
+    return [f"{m}[{o:+d}]" for m in modalities for o in range(-half, half + 1)]
+
+
+def slice_case(
+    stack: np.ndarray,
+    mask: np.ndarray,
+    modalities: list[str],
+    spacing_zhw_mm: tuple[float, float, float] | None,
+    *,
+    selection: str = "lesion",
+    entropy_threshold_bits: float = 2.0,
+    min_foreground_fraction: float = 0.01,
+    foreground: str = "auto",
+    normalisation: str = "zscore",
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    background: str = "zero",
+    size: tuple[int, int] = (256, 256),
+    fit: str = "pad",
+    context: int = 1,
+    context_padding: str = "edge",
+    crop: str = "none",
+    crop_margin: int = 4,
+) -> CaseSlices:
+    """Normalise per volume, select slices, stack 2.5D context, (crop,) resize.
+
+    The foreground (for z-score statistics and ``brain`` selection) and the
+    entropy are computed on the first modality's raw intensities. ``crop="brain"``
+    cuts every slice to the in-plane bounding box of the volume's foreground
+    plus ``crop_margin`` pixels (Rondinella et al. (2023) cropped the black background to 160x160);
+    the box is recorded so predictions map back (:func:`to_native_stack`).
+    ``background="zero"`` sets voxels outside the foreground to 0 after
+    normalisation (nnU-Net's masked z-score): air is then the brain's mean, not
+    a large negative value whose share of each slice varies with the slice;
+    ``"keep"`` leaves the normalised values.
+    """
+    if background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {background!r}; use {' or '.join(BACKGROUNDS)}")
+    if stack.ndim != 4 or mask.shape != stack.shape[:3]:
+        raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
+    z, h, w, m = stack.shape
+    first = stack[..., 0]
+    # Per-slice statistics cost a pass over the volume. Lesion selection is
+    # known from the mask alone, so then only the kept slices need them (for
+    # the manifest), unless normalisation needs the whole foreground.
+    keep = np.flatnonzero(mask.any(axis=(1, 2))) if selection == "lesion" else None
+    partial = keep is not None and normalisation == "none" and crop == "none"
+    fg = foreground_mask(first, foreground, slices=keep if partial else None)
+    entropy = slice_entropy_bits(first, slices=keep)
+    norms = [fit_normalisation(stack[..., i], fg, normalisation, percentiles) for i in range(m)]
+    if keep is None:
+        keep = select_slices(mask, fg, entropy, selection, entropy_threshold_bits, min_foreground_fraction)
+        entropy = entropy[keep]
+    spacing_hw = tuple(spacing_zhw_mm[1:]) if spacing_zhw_mm is not None else None
+    box = _crop_box(fg if crop == "brain" else None, crop, crop_margin, (h, w))
+    r0, r1, c0, c1 = box or (0, h, 0, w)
+    geom = plan_geometry((r1 - r0, c1 - c0), size, fit, spacing_hw)
+
+    n, c = len(keep), m * context
+    images = np.empty((n, *geom.size, c), dtype=np.float32)
+    masks = np.empty((n, *geom.size, 1), dtype=np.uint8)
+    normalised = [norm.apply(stack[..., i]) for i, norm in enumerate(norms)]
+    if background == "zero" and normalisation != "none":
+        for vol in normalised:
+            vol[~fg] = 0.0
+    for row, k in enumerate(keep):
+        planes = []
+        for vol in normalised:
+            for j in context_indices(int(k), z, context, context_padding):
+                planes.append(vol[j, r0:r1, c0:c1] if j >= 0 else np.zeros((r1 - r0, c1 - c0), np.float32))
+        images[row] = to_model(np.stack(planes, axis=-1), geom, "image")
+        masks[row] = to_model(mask[k, r0:r1, c0:c1].astype(np.uint8)[..., None], geom, "mask")
+    return CaseSlices(
+        images=images,
+        masks=masks,
+        slice_indices=keep.astype(np.int64),
+        lesion_pixels=np.count_nonzero(masks, axis=(1, 2, 3)).astype(np.int64),
+        lesion_pixels_native=np.count_nonzero(mask[keep], axis=(1, 2)).astype(np.int64),
+        entropy_bits=entropy,
+        foreground_fraction=fg[keep].mean(axis=(1, 2)) if n else np.zeros(0),
+        geometry=geom,
+        normalisations=norms,
+        channels=channel_names(modalities, context),
+        n_slices_total=z,
+        crop_box=box,
+    )
+
+
+CROPS = ("none", "brain")
+BACKGROUNDS = ("zero", "keep")
+
+
+def _crop_box(fg: np.ndarray | None, crop: str, margin: int, hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """In-plane bounding box of the foreground over all slices, plus ``margin``; None without cropping."""
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; known: {CROPS}")
+    if crop == "none" or fg is None or not fg.any():
+        return None
+    rows, cols = np.flatnonzero(fg.any(axis=(0, 2))), np.flatnonzero(fg.any(axis=(0, 1)))
+    h, w = hw
+    return (max(0, int(rows[0]) - margin), min(h, int(rows[-1]) + 1 + margin),
+            max(0, int(cols[0]) - margin), min(w, int(cols[-1]) + 1 + margin))  # fmt: skip
+
+
+def to_native_stack(
+    slices: np.ndarray,
+    geometry: SliceGeometry,
+    indices: list[int] | np.ndarray,
+    stack_shape_zhw: tuple[int, int, int],
+    kind: str = "probability",
+    crop_box: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Model-grid slices -> the canonical ``(Z, H, W)`` stack; slices not listed stay 0.
+
+    Args:
+        slices: ``(N, S, S)`` or ``(N, S, S, 1)``.
+        indices: the axial index of each of the N slices.
+        kind: ``probability`` (bilinear) or ``mask`` (nearest neighbour).
+        crop_box: ``(row0, row1, col0, col1)`` the slices were cropped to; outside it stays 0.
+    """
+    slices = np.asarray(slices)
+    if slices.ndim == 4:
+        slices = slices[..., 0]
+    if len(slices) != len(indices):
+        raise ValueError(f"got {len(slices)} slices but {len(indices)} slice indices")
+    dtype = np.float32 if kind == "probability" else np.uint8
+    stack = np.zeros(tuple(stack_shape_zhw), dtype=dtype)
+    r0, r1, c0, c1 = crop_box or (0, stack.shape[1], 0, stack.shape[2])
+    if kind == "probability" and len(indices):
+        stack[np.asarray(indices), r0:r1, c0:c1] = to_native_many(slices, geometry)
+        return stack
+    for row, k in enumerate(indices):
+        stack[k, r0:r1, c0:c1] = to_native(slices[row], geometry, kind)
+    return stack
+
+
+def to_native_volume(slices: np.ndarray, meta: dict, kind: str = "probability") -> np.ndarray:
+    """Model-grid slices of one case -> a volume on the source file's voxel grid.
+
+    The exact inverse of the preparation: each slice is resized back to its
+    native in-plane grid (:func:`mslesion.data.geometry.to_native`), put at its axial
+    index (slices that were not selected stay 0), and the canonical stack is
+    reoriented to the file's voxel order, so it can be saved with the source
+    affine. TIFF cases (no affine) come back as the ``(Z, H, W)`` stack.
+
+    Args:
+        slices: ``(N, S, S)`` or ``(N, S, S, 1)``, rows as in the case's meta.
+        meta: the case's ``meta.json`` content.
+        kind: ``probability`` (bilinear) or ``mask`` (nearest neighbour).
+    """
+    from mslesion.data.volumes import from_axial_stack
+
+    indices = list(meta["slice_indices"])
+    if len(slices) != len(indices):
+        raise ValueError(f"got {len(slices)} slices but the case has {len(indices)}")
+    geom = SliceGeometry.from_dict(meta["geometry"])
+    box = meta.get("crop_box")
+    stack = to_native_stack(slices, geom, indices, tuple(meta["stack_shape_zhw"]), kind, tuple(box) if box else None)
+    affine = meta["source"].get("affine")
+    return stack if affine is None else from_axial_stack(stack, np.asarray(affine))

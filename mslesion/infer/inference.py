@@ -1,0 +1,271 @@
+"""A trained run + volumes -> lesion probability volumes, and masks written back as files.
+
+Every axial slice of a volume is prepared exactly as ``mslesion prep``
+prepared the training slices (the run's ``prep_config.json``: modalities,
+normalisation, size, fit, 2.5D context), predicted in batches, resized back to
+the native in-plane grid and restacked; thresholding happens on the native
+grid. Masks are written in the source file's own voxel order with its affine
+and header (NIfTI), or as one ``*_pred_mask.tif`` per slice for TIFF datasets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mslesion.data.loading import LoadedCase
+from mslesion.data.prep import PrepConfig
+from mslesion.data.slicing import slice_case, to_native_stack
+from mslesion.data.volumes import from_axial_stack
+from mslesion.errors import CorruptFileError, DamagedCheckpointError, RunNotFoundError
+from mslesion.fileio import atomic_path, load_json
+from mslesion.outputs import check_inside
+from mslesion.paths import BEST, PREP_CONFIG, RUN_CONFIG
+
+__all__ = [
+    "CHECKPOINTS",
+    "checkpoint_path",
+    "TrainedRun",
+    "open_run",
+    "open_runs",
+    "check_run",
+    "read_run_config",
+    "run_prep_config",
+    "predict_slices",
+    "predict_volume",
+    "write_mask",
+]
+
+#: ``model``: the better of best and final after BN recalibration (see mslesion.train.checkpoints); runs
+#: without one (3D runs, runs of earlier versions) fall back to ``best``
+CHECKPOINTS = ("model", "best", "final")
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "model") -> Path:
+    """The file of ``checkpoint`` in ``run_dir``; ``model`` falls back to ``best.keras`` where a run has none."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
+    path = Path(run_dir) / f"{checkpoint}.keras"
+    if checkpoint == "model" and not path.is_file():
+        return path.with_name(BEST)
+    return path
+
+
+@dataclass
+class TrainedRun:
+    """A run folder's model and the preparation its inputs need."""
+
+    run_dir: Path
+    checkpoint: str
+    model: object
+    prep: PrepConfig
+    config: dict
+    prep_record: dict  # prep_config.json as written: also where the volumes came from (source, layout_found)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.model.input_shape[1:])
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = load_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(path, f"not valid JSON ({exc}); restore it from a copy of the run") from exc
+    if not isinstance(value, dict):
+        raise CorruptFileError(path, "does not hold a JSON object; restore it from a copy of the run")
+    return value
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run folder's ``config.json``, checking first that ``run_dir`` is a run.
+
+    Raises:
+        RunNotFoundError: no such folder, or no ``config.json`` in it (not a run folder).
+        CorruptFileError: ``config.json`` is not valid JSON.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file, not a run folder" if run_dir.exists() else "no such run folder"
+        raise RunNotFoundError(run_dir, f"{what}; give a folder written by mslesion train")
+    if not (run_dir / RUN_CONFIG).is_file():
+        raise RunNotFoundError(run_dir, "not a run folder (no config.json); give a folder written by mslesion train")
+    return _read_json(run_dir / RUN_CONFIG)
+
+
+def run_prep_config(run_dir: str | Path) -> dict:
+    """The preparation a run was trained on: its own copy, else its dataset's.
+
+    Raises:
+        RunNotFoundError: neither the run nor its dataset holds a ``prep_config.json``.
+    """
+    run_dir = Path(run_dir)
+    own = run_dir / PREP_CONFIG
+    if own.is_file():
+        return _read_json(own)
+    dataset = Path(str(read_run_config(run_dir).get("dataset", "")))
+    if not (dataset / PREP_CONFIG).is_file():
+        raise RunNotFoundError(
+            run_dir, f"no prep_config.json in the run and its dataset {dataset} is gone; "
+            "copy the dataset's prep_config.json into the run folder",
+        )  # fmt: skip
+    return _read_json(dataset / PREP_CONFIG)
+
+
+def check_run(run_dir: str | Path, checkpoint: str = "model") -> tuple[dict, dict, Path]:
+    """Check a 2D run folder without loading its model: ``(config, prep record, checkpoint path)``.
+
+    Raises:
+        RunNotFoundError: not a run folder, a 3D run, or no such checkpoint.
+        CorruptFileError: a damaged ``config.json`` or ``prep_config.json``.
+    """
+    run_dir = Path(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    config = read_run_config(run_dir)
+    if "patch" in config:
+        raise RunNotFoundError(run_dir, "is a 3D patch run (mslesion train3d), which this command does not take; "
+                                        "score it with mslesion evaluate")  # fmt: skip
+    if not path.is_file():
+        have = sorted(p.name for p in run_dir.glob("*.keras"))
+        other = next((c for c in CHECKPOINTS if c != path.stem and f"{c}.keras" in have), None)
+        hint = f"use --checkpoint {other}" if other else "train the run (again) to the end"
+        raise RunNotFoundError(path, f"no such checkpoint (the run holds {', '.join(have) or 'none'}); {hint}")
+    return config, run_prep_config(run_dir), path
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "model") -> TrainedRun:
+    """Load a run's ``model.keras`` (default, see :data:`CHECKPOINTS`), ``best.keras`` or ``final.keras``.
+
+    Raises:
+        RunNotFoundError: see :func:`check_run`.
+        DamagedCheckpointError: the checkpoint is truncated or not a Keras model file.
+    """
+    from mslesion.models import load_model
+    from mslesion.models.saving import DamagedModelError
+
+    run_dir = Path(run_dir)
+    config, record, path = check_run(run_dir, checkpoint)
+    try:
+        model = load_model(path)
+    except DamagedModelError as exc:
+        other = next((c for c in ("final", "best") if c != path.stem and (run_dir / f"{c}.keras").is_file()), None)
+        hint = f"re-train or use --checkpoint {other}" if other else "re-train"
+        raise DamagedCheckpointError(path, f"damaged or not a Keras model file ({exc.reason}); {hint}") from exc
+    return TrainedRun(run_dir, path.stem, model, PrepConfig.from_dict(record), config, record)
+
+
+def predict_slices(model, images: np.ndarray, batch_size: int = 16, tta: str = "none") -> np.ndarray:
+    """``(N, S, S, C)`` model-grid slices -> ``(N, S, S)`` float32 lesion probabilities.
+
+    ``tta``: test-time augmentation (:data:`mslesion.infer.tta.TTA_MODES`), the mean over its transforms.
+    """
+    from mslesion.infer.tta import predict_tta, transforms
+
+    transforms(tta)  # an unknown mode fails before any prediction
+    if len(images) == 0:
+        return np.zeros((0, *images.shape[1:3]), np.float32)
+    expected = tuple(model.input_shape[1:])
+    if tuple(images.shape[1:]) != expected and None not in expected:
+        raise ValueError(f"slices have shape {images.shape[1:]} but the model expects {expected}")
+
+    def once(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0), np.float32)[..., 0]
+
+    return predict_tta(once, np.asarray(images, np.float32), tta)
+
+
+def open_runs(run_dirs: Sequence[str | Path], checkpoint: str = "model") -> list[TrainedRun]:
+    """Open the members of an ensemble; they must prepare slices alike (one slicing serves them all).
+
+    Raises:
+        ValueError: no run, or two members whose preparation or input shape differ.
+        RunNotFoundError, DamagedCheckpointError: as :func:`open_run`.
+    """
+    if not run_dirs:
+        raise ValueError("an ensemble needs at least one run")
+    for run_dir in run_dirs[1:]:  # cheap checks before any model is loaded
+        _same_preparation(run_dirs[0], run_dir, checkpoint)
+    runs = [open_run(r, checkpoint) for r in run_dirs]
+    for run in runs[1:]:
+        if run.input_shape != runs[0].input_shape:
+            raise ValueError(f"{run.run_dir}: its model takes {run.input_shape}, but {runs[0].run_dir}'s takes "
+                             f"{runs[0].input_shape}; an ensemble's members must take the same slices")  # fmt: skip
+    return runs
+
+
+def _same_preparation(first: str | Path, other: str | Path, checkpoint: str) -> None:
+    a = PrepConfig.from_dict(check_run(first, checkpoint)[1])
+    b = PrepConfig.from_dict(check_run(other, checkpoint)[1])
+    # which slices were kept for training does not matter here: prediction slices every one
+    ignore = {"selection", "entropy_threshold_bits", "min_foreground_fraction"}
+    theirs = b.slicing_kwargs()
+    diff = {k: (v, theirs[k]) for k, v in a.slicing_kwargs().items() if k not in ignore and theirs[k] != v}
+    if a.modalities != b.modalities:
+        diff["modalities"] = (a.modalities, b.modalities)
+    if diff:
+        shown = ", ".join(f"{k} {x!r} vs {y!r}" for k, (x, y) in sorted(diff.items()))
+        raise ValueError(f"{other}: prepared unlike {first} ({shown}); an ensemble's members must share "
+                         "their preparation")  # fmt: skip
+
+
+def predict_volume(run: TrainedRun | Sequence[TrainedRun], case: LoadedCase, batch_size: int = 16,
+                   tta: str = "none") -> np.ndarray:  # fmt: skip
+    """Lesion probability for every voxel of ``case`` on its canonical ``(Z, H, W)`` stack.
+
+    ``run``: one run, or the members of an ensemble (:func:`open_runs`), whose probabilities are
+    averaged (a running sum: one array whatever the number of members). ``tta``: see
+    :func:`predict_slices`.
+    """
+    members = list(run) if isinstance(run, (list, tuple)) else [run]
+    first = members[0]
+    kwargs = {**first.prep.slicing_kwargs(), "selection": "all"}
+    sliced = slice_case(case.stack, case.mask, case.modalities, case.spacing_zhw_mm, **kwargs)
+    if tuple(sliced.images.shape[1:]) != first.input_shape:
+        raise ValueError(
+            f"patient {case.patient_id}: prepared slices have shape {sliced.images.shape[1:]} but the model of "
+            f"{first.run_dir} expects {first.input_shape}; modalities {case.modalities} vs {list(first.prep.modalities)}"
+        )
+    probs = None
+    for member in members:
+        p = predict_slices(member.model, sliced.images, batch_size, tta)
+        probs = p if probs is None else np.add(probs, p, out=probs)
+    probs /= len(members)
+    return to_native_stack(probs, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability",
+                           sliced.crop_box)  # fmt: skip
+
+
+def write_mask(mask_zhw: np.ndarray, case: LoadedCase, out: str | Path) -> list[Path]:
+    """Write a canonical-stack mask in the source's own format and voxel order.
+
+    NIfTI cases: ``out`` is a ``.nii.gz`` file holding uint8 {0, 1} with the
+    source image's affine and header (loadable by nibabel, ITK-SNAP, FSLeyes).
+    TIFF cases: ``out`` is a folder receiving ``<slice>_pred_mask.tif`` (0/255)
+    beside each source slice name. Every file is written atomically.
+    """
+    import nibabel as nib
+
+    mask_zhw = np.asarray(mask_zhw).astype(np.uint8)
+    out = Path(out)
+    if case.affine is None:
+        import cv2
+
+        written = []
+        for k, src in enumerate(case.image_files):
+            path = check_inside(out, out / f"{Path(src).stem}_pred_mask.tif")
+            with atomic_path(path) as tmp:
+                if not cv2.imwrite(str(tmp), mask_zhw[k] * 255):
+                    raise OSError(f"{path}: OpenCV could not write the mask")
+            written.append(path)
+        return written
+    data = from_axial_stack(mask_zhw, case.affine)
+    header = nib.load(str(case.image_files[0])).header.copy()
+    header.set_data_dtype(np.uint8)
+    image = nib.Nifti1Image(data, case.affine, header=header)
+    image.header.set_slope_inter(1, 0)  # a mask must not inherit the image's intensity scaling
+    image.header["descrip"] = b"mslesion predicted lesion mask"
+    with atomic_path(out) as tmp:
+        nib.save(image, str(tmp))
+    return [out]

@@ -1,0 +1,292 @@
+"""One 3D training config -> one run folder; whole-volume evaluation of it (the 3DR2AUNet paper's (2024) 3D path).
+
+The dataset is a folder written by :func:`mslesion.train.patches.prepare_volumes`.
+The run folder has the 2D runner's layout (:mod:`mslesion.train.training`)::
+
+    <runs>/<dataset>/<model>__<loss>__<tag>/fold_<k>/
+        config.json        the resolved Train3DConfig, patients, patch counts, parameter counts
+        prep3d_config.json how the volumes were prepared
+        environment.json   versions, backend, devices
+        history.csv        per epoch: loss, accuracy, dice, iou (train and val), learning_rate,
+                           seconds, img_per_s (training patches per second)
+        summary.txt        model summary with parameter counts
+        best.keras         the epoch with the best val_dice; final.keras: the last epoch
+        state.json, backup/, fitted.weights.h5: as in the 2D runner (resumable after a kill)
+        eval_<part>/       per_patient.csv, lesions.csv, slices.csv, failures.csv, summary.json
+                           (:func:`evaluate_3d`), masks/ when asked
+
+The 3DR2AUNet paper (2024) (sections B-E): 64^3 patches at stride 32, flips/rotations, BCE + Dice
+0.5/0.5, Adam 1e-4 with ReduceLROnPlateau(factor 0.5) on the validation loss, 70
+epochs. Validation runs on every grid patch of the validation patients, without
+augmentation; evaluation predicts whole volumes by Gaussian-blended sliding window.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from mslesion.evaluate.evaluation import EvalConfig, _slice_rows, _summary, evaluate_volume, write_tables
+from mslesion.evaluate.lesions import bracket_rows
+from mslesion.fileio import load_json, save_json
+from mslesion.paths import FINAL, PREP3D_CONFIG, RUN_CONFIG
+from mslesion.train.datasets import split_patients_of
+from mslesion.train.patches import PatchSampler, open_volume, sliding_window_predict
+from mslesion.train.training import (
+    EpochTimer,
+    TimeBudget,
+    _crash,
+    _done,
+    _finished,
+    _fit_resumably,
+    _fitted,
+    _load_fitted,
+    _parts,
+    _save_model,
+    _started,
+    check_run_inputs,
+    config_from_dict,
+    open_run,
+    write_run_records,
+)
+
+__all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
+
+
+@dataclass
+class Train3DConfig:
+    """Everything that decides a 3D training run; saved as ``config.json`` (defaults: the 3DR2AUNet paper (2024))."""
+
+    dataset: str
+    model: str = "native.r2_att_unet_3d"
+    model_params: dict = field(default_factory=dict)
+    loss: str = "bce_dice"
+    loss_params: dict = field(default_factory=dict)
+    learning_rate: float = 1e-4
+    reduce_lr_factor: float = 0.5
+    reduce_lr_patience: int | None = 5
+    batch_size: int = 2
+    epochs: int = 70
+    patch: tuple[int, int, int] = (64, 64, 64)
+    stride: tuple[int, int, int] = (32, 32, 32)
+    lesion_fraction: float | None = 0.5
+    augment: bool = True
+    rotate_deg: float = 0.0  # small in-plane rotation on top of flips and 90-degree turns
+    elastic_alpha_vox: float = 0.0  # elastic deformation (the 3DR2AUNet paper (2024) mentions it; off by default)
+    patches_per_epoch: int | None = None  # default: the number of grid patches of the training patients
+    fold: int = 0
+    val_fraction: float = 0.1  # carve validation patients from train when the split has none
+    seed: int = 0
+    threshold: float = 0.5
+    bn_horizon: float = 10.0  # see mslesion.train.batchnorm; 0 disables momentum capping
+    bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.train.batchnorm.MAX_MOMENTUM)
+    mixed_precision: bool = False
+    deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.train.runtime.set_deterministic)
+    workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
+    max_minutes: float | None = None  # stop before the epoch that would pass this training time (epochs stays the cap)
+    runs_root: str = "runs"
+    tag: str = "base"
+    run_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.patch = tuple(int(p) for p in self.patch)
+        self.stride = tuple(int(s) for s in self.stride)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Train3DConfig:
+        return config_from_dict(cls, d, "3D training")
+
+
+def _environment() -> dict:
+    import keras
+
+    from mslesion.train import runtime
+
+    if keras.backend.backend() == "tensorflow":
+        info = runtime.environment()
+    else:  # runtime.environment() imports TensorFlow
+        info = {"python": sys.version.split()[0], "keras": keras.__version__, "numpy": np.__version__,
+                "dtype_policy": keras.mixed_precision.global_policy().name}  # fmt: skip
+        module = sys.modules.get(keras.backend.backend())
+        info[keras.backend.backend()] = getattr(module, "__version__", "unknown")
+    return {**info, "backend": keras.backend.backend()}
+
+
+def _epoch_setter(sampler: PatchSampler):
+    """A callback drawing the sampler's patches from the true epoch number (so a resumed run repeats them)."""
+    import keras
+
+    class _SetEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            sampler.set_epoch(epoch)
+
+    return _SetEpoch()
+
+
+def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool = False, progress=None) -> Path:
+    """Train one 3D model on one fold of prepared volumes; returns the run folder (see module doc).
+
+    Run folders behave as the 2D runner's (:func:`mslesion.train.training.train`):
+    claimed and locked, every file written atomically, re-running the same
+    options resumes an unfinished run (at most the epoch in flight is redone)
+    and leaves a finished one alone; other options are an error.
+
+    Args:
+        overwrite: start the run afresh: what an earlier run wrote in the folder is removed first.
+        progress: a :class:`mslesion.progress.JobProgress`, as for :func:`mslesion.train.training.train`.
+
+    Raises:
+        OutputError: the run folder holds files mslesion did not write, or overlaps the dataset.
+        OutputLockedError: another process is writing the same run folder.
+        RunConfigError: the folder holds a run started with other options (without ``overwrite``).
+    """
+    import keras
+
+    from mslesion.models import (
+        build_model,
+        count_params,
+        r2_att_unet_3d,  # noqa: F401  (registers native.r2_att_unet_3d)
+    )
+    from mslesion.train import batchnorm, keras_metrics, losses, runtime
+
+    config = Train3DConfig.from_dict(config) if isinstance(config, dict) else config
+    check_run_inputs(config, PREP3D_CONFIG)
+    train_ids, val_ids, carved = _parts(config)
+    with open_run(config, "run3d", overwrite=overwrite) as (run, state):
+        if progress is not None:
+            progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
+        if _finished(run, state):
+            if progress is not None:
+                progress.skip_run("already finished: skipped")
+            return run
+        runtime.set_seed(config.seed)
+        runtime.set_deterministic(config.deterministic)
+        keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+        sampler_args = {"batch_size": config.batch_size, "patch": config.patch, "stride": config.stride}
+        train_set = PatchSampler([open_volume(config.dataset, p) for p in train_ids], **sampler_args,
+                                 lesion_fraction=config.lesion_fraction, augment=config.augment,
+                                 patches_per_epoch=config.patches_per_epoch, seed=config.seed,
+                                 rotate_deg=config.rotate_deg, elastic_alpha_vox=config.elastic_alpha_vox,
+                                 workers=config.workers)  # fmt: skip
+        val_set = PatchSampler([open_volume(config.dataset, p) for p in val_ids], **sampler_args,
+                               lesion_fraction=None, augment=False, shuffle=False)  # fmt: skip
+        channels = train_set.volumes[0].volume.shape[-1]
+        model = build_model(config.model, input_shape=(*config.patch, channels), **config.model_params)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss=losses.get_loss(config.loss, **config.loss_params),
+                      metrics=keras_metrics.default_metrics(config.threshold))  # fmt: skip
+        steps = len(train_set) * config.epochs
+        momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
+                   if config.bn_horizon else {})  # fmt: skip
+        resolved = {
+            **asdict(config), "run_dir": str(run), "kind": "3d", "train_patients": train_ids, "val_patients": val_ids,
+            "val_carved_from_train": carved,
+            "val_is_train": config.val_fraction == 0 and not split_patients_of(config.dataset, "val", config.fold),
+            "n_train_patches_per_epoch": train_set.n_patches, "n_train_grid_patches": len(train_set.index),
+            "n_train_lesion_grid_patches": int(train_set.has_lesion.sum()), "n_val_patches": val_set.n_patches,
+            "input_shape": [*config.patch, channels], "dtype_policy": keras.mixed_precision.global_policy().name,
+            "bn_momentum_capped": momenta, "params": count_params(model),
+        }  # fmt: skip
+        state = _started(run, config, "run3d", state)
+        write_run_records(run, config.dataset, PREP3D_CONFIG, resolved, _environment(), model)
+
+        if state["phase"] == "fitted":
+            _load_fitted(run, model)
+        else:
+            # the sampler draws each epoch's patches from the true epoch number, so a resume needs no skipping
+            callbacks = [_epoch_setter(train_set), EpochTimer(train_set.n_patches)]
+            if config.reduce_lr_patience:
+                callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
+                                                                   patience=config.reduce_lr_patience))  # fmt: skip
+            if progress is not None:
+                callbacks.append(progress.keras_callback())
+                verbose = 0
+            if config.max_minutes:
+                callbacks.append(TimeBudget(config.max_minutes, run))
+            done = _fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
+            state = _fitted(run, model, state, done)
+        _save_model(model, run / FINAL, "final_model")
+        _crash("before_done")
+        _done(run, state)
+    return run
+
+
+def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "model", threshold: float = 0.5,
+                connectivity: int = 26, detection_fraction: float = 0.0, write_masks: bool = False,
+                blend: str = "gaussian", batch_size: int = 2, stride: tuple[int, int, int] | None = None,
+                patients: list[str] | None = None, out_dir: str | Path | None = None,
+                verbose: bool = True, overwrite: bool = False) -> Path:  # fmt: skip
+    """Score a 3D run on whole volumes of one split part; returns the output folder.
+
+    Each patient's whole prepared volume is predicted by sliding window (the run's
+    patch, its stride unless ``stride`` is given, ``blend`` weighting), thresholded,
+    and scored with :func:`mslesion.evaluate.evaluation.evaluate_volume`. Files and
+    ``summary.json`` match :func:`mslesion.evaluate.evaluation.evaluate` (per_patient.csv,
+    lesions.csv, slices.csv, failures.csv; no examples.npz); ``summary.json`` adds
+    ``sliding_window``. ``write_masks`` writes ``masks/<patient>_pred.nii.gz`` with
+    the source image's affine and header (the source files must still exist).
+    The folder is written whole; an earlier evaluation is replaced only with ``overwrite``.
+    """
+    from mslesion.infer.inference import checkpoint_path, write_mask
+    from mslesion.models import load_model
+    from mslesion.outputs import check_inside, output_dir
+
+    run_dir = Path(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    checkpoint = path.stem
+    run_config = load_json(run_dir / RUN_CONFIG)
+    model = load_model(path, compile=False)
+    dataset, fold = run_config["dataset"], run_config.get("fold", 0)
+    wanted = patients or split_patients_of(dataset, part, fold)
+    if not wanted:
+        raise ValueError(f"{dataset}: the split has no {part!r} patients in fold {fold}")
+    patch, stride = tuple(run_config["patch"]), tuple(stride or run_config["stride"])
+    settings = EvalConfig(part=part, patients=patients, checkpoint=checkpoint, threshold=threshold,
+                          connectivity=connectivity, detection_fraction=detection_fraction, batch_size=batch_size,
+                          write_masks=write_masks, out_dir=str(out_dir) if out_dir else None,
+                          overwrite=overwrite)  # fmt: skip
+    out = Path(out_dir) if out_dir else run_dir / f"eval_{part}"
+    with output_dir(out, "evaluation", overwrite=overwrite, inputs=[dataset]) as tmp:
+        rows, bracket_table, slice_rows, failures = [], [], [], []
+        for pid in wanted:
+            try:
+                case = open_volume(dataset, pid, mmap=False)
+            except (FileNotFoundError, ValueError) as exc:
+                failures.append({"patient": pid, "error": type(exc).__name__, "message": str(exc)})
+                continue
+            prob = sliding_window_predict(model.predict_on_batch, case.volume, patch, stride, batch_size, blend)
+            pred, truth = prob > threshold, case.mask > 0
+            spacing = case.meta.get("spacing_zhw_mm")
+            row, lesions = evaluate_volume(truth, pred, tuple(spacing) if spacing else None, connectivity,
+                                           detection_fraction)  # fmt: skip
+            shown = SimpleNamespace(patient_id=pid, mask=truth)
+            per_slice = _slice_rows(shown, pred)
+            inter = sum(r["overlap_pixels"] for r in per_slice)
+            both = sum(r["lesion_pixels"] + r["pred_pixels"] for r in per_slice)
+            rows.append({"patient": pid, "n_slices": int(truth.shape[0]),
+                         "spacing_zhw_mm": "x".join(f"{s:g}" for s in spacing or ()), **row,
+                         "slice_level_dice": 2 * inter / both if both else float("nan")})  # fmt: skip
+            bracket_table += bracket_rows(lesions, patient=pid)
+            slice_rows += per_slice
+            if write_masks:
+                source = case.meta["source"]
+                affine = np.asarray(source["affine"]) if source.get("affine") is not None else None
+                files = [Path(p) for p in source["image_files"]]  # write_mask copies the source image's header
+                like_case = SimpleNamespace(patient_id=pid, affine=affine, image_files=files)
+                name = f"{pid}_pred{'' if affine is None else '.nii.gz'}"
+                write_mask(pred, like_case, check_inside(tmp, tmp / "masks" / name))
+            if verbose:
+                print(f"  {pid}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
+                      f"{row['fp_lesions']} false")  # fmt: skip
+        per_patient = write_tables(tmp, rows, bracket_table, slice_rows, failures)
+        trained = SimpleNamespace(run_dir=run_dir, checkpoint=checkpoint, config=run_config)
+        label = f"{part} part of {dataset} (fold {fold}), whole prepared volumes"
+        summary = _summary(trained, settings, label, per_patient, slice_rows, failures)
+        summary["sliding_window"] = {"patch": list(patch), "stride": list(stride), "blend": blend,
+                                     "batch_size": batch_size}  # fmt: skip
+        save_json(tmp / "summary.json", summary)
+    return out
