@@ -121,11 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow()  # without its start-up lines, as the CLI
 
-    from mslesion.infer.inference import TrainedRun, predict_volume
     from mslesion.data.loading import load_case
-    from mslesion.models import build_model, count_params
     from mslesion.data.prep import PrepConfig
     from mslesion.data.slicing import slice_case
+    from mslesion.infer.inference import TrainedRun, predict_volume
+    from mslesion.models import build_model, count_params
 
     with tempfile.TemporaryDirectory() as tmp:
         case, source = _volume(Path(tmp))

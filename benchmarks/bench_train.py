@@ -61,9 +61,8 @@ def model_rate(spec: str, x: np.ndarray, y: np.ndarray, warmup: int, steps: int,
                augment_in_step: bool = False) -> tuple[float, int]:  # fmt: skip
     import keras
 
-    from mslesion.train.augmentation import Augmentation, augment_in_train_step
-
     from mslesion.models import build_model, count_params
+    from mslesion.train.augmentation import Augmentation, augment_in_train_step
 
     name, _, backbone = spec.partition(":")
     params = dict(params or {})
@@ -105,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow()  # without its start-up lines, as the CLI
 
-    from mslesion.train.datasets import load_slice_set
     from mslesion.data.prep import PrepConfig, prepare_dataset, read_manifest
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.datasets import load_slice_set
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "slices"

@@ -31,8 +31,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mslesion.study.experiments import TRAINING_CONFIGS, compare_training_configs
     from mslesion.fileio import save_text
+    from mslesion.study.experiments import TRAINING_CONFIGS, compare_training_configs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", type=Path)

@@ -72,7 +72,6 @@ def plain_loop(train_cases, eval_cases, size: int, epochs: int, batch: int, seed
     """Train and score the plain loop; returns {"dice": {patient: value}, "seconds": float}."""
     import cv2
     import keras
-
     import segmentation_models as sm
 
     keras.utils.set_random_seed(seed)
@@ -106,10 +105,10 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
     """prep + train + evaluate through the toolkit's own API, as the README's commands do."""
     import pandas as pd
 
-    from mslesion.evaluate.evaluation import EvalConfig, evaluate
-    from mslesion.study.experiments import TRAINING_CONFIGS
-    from mslesion.fileio import load_json
     from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.evaluate.evaluation import EvalConfig, evaluate
+    from mslesion.fileio import load_json
+    from mslesion.study.experiments import TRAINING_CONFIGS
     from mslesion.train.training import train
 
     dataset = work / "dataset"
@@ -147,8 +146,8 @@ def _restrict(dataset: Path, train_ids) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from mslesion.data.cohort import discover_cases
-    from mslesion.study.experiments import TRAINING_CONFIGS
     from mslesion.fileio import save_text
+    from mslesion.study.experiments import TRAINING_CONFIGS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("source", type=Path, help="a NIfTI dataset folder or one patient's folder")

@@ -238,7 +238,8 @@ def add_train(subparsers) -> None:
         import json
 
         from mslesion.study.experiments import recipe
-        from mslesion.train.training import TrainConfig, train
+        from mslesion.train.config import TrainConfig
+        from mslesion.train.training import train
 
         name = a.recipe or _config_file(a).get("recipe") or DEFAULT_RECIPE
         own_model = a.model is not None or "model" in _config_file(a)

@@ -22,7 +22,8 @@ def _read_umask() -> int:
 
 _UMASK = _read_umask()
 
-__all__ = ["atomic_path", "atomic_dir", "crash_point", "save_npy", "save_json", "save_text", "load_npy", "load_json"]
+__all__ = ["atomic_path", "atomic_dir", "crash_point", "save_npy", "save_json", "save_text", "load_npy", "load_json",
+           "jsonable"]
 
 
 @contextmanager
@@ -104,7 +105,7 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
 
 def save_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON atomically (stable diffs)."""
-    save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    save_text(path, json.dumps(obj, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
 def load_json(path: str | Path) -> Any:
@@ -117,7 +118,7 @@ def save_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, np.generic):

@@ -1,6 +1,6 @@
 import keras
-import pytest
 import numpy as np
+import pytest
 
 from mslesion.train.batchnorm import adapt_momentum, recalibrate
 

@@ -79,9 +79,9 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def test_model_keras_holds_the_chosen_candidate_and_scores_as_recorded(finished_run):
-    from mslesion.train.datasets import load_slice_set
-    from mslesion.infer.inference import open_run
     from mslesion.evaluate.metrics import Confusion, compute_dice
+    from mslesion.infer.inference import open_run
+    from mslesion.train.datasets import load_slice_set
 
     final_eval = json.loads((finished_run / "final_eval.json").read_text())
     candidates, chosen = final_eval["candidates"], final_eval["chosen"]

@@ -3,7 +3,7 @@ import pytest
 from mslesion.data.cohort import discover_cases
 from mslesion.errors import MissingModalityError, NoCasesFoundError
 
-from .conftest import LGG, LJUBLJANA, requires, write_muslim_patient, write_nifti, phantom
+from .conftest import LGG, LJUBLJANA, phantom, requires, write_muslim_patient, write_nifti
 
 
 def test_muslim_layout_finds_every_modality_and_mask(muslim_cohort):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mslesion.train.datasets import Augmentation, load_slice_set, make_dataset, split_patients_of
 from mslesion.data.prep import PrepConfig, prepare_dataset
+from mslesion.train.datasets import Augmentation, load_slice_set, make_dataset, split_patients_of
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion.train import runtime
 from mslesion.data.prep import PrepConfig, prepare_dataset
 from mslesion.data.synthetic import generate_cohort
+from mslesion.train import runtime
 
 TIMING = ("seconds", "img_per_s")  # wall-clock columns: never repeat
 

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion.infer import inference
 from mslesion.cli import main
 from mslesion.data.cohort import discover_cases
+from mslesion.data.loading import load_case
+from mslesion.data.volumes import load_image, load_mask
 from mslesion.errors import (
     BadVoxelSizeError,
     ConstantImageError,
@@ -33,11 +34,10 @@ from mslesion.errors import (
     ObliqueAffineWarning,
     RunNotFoundError,
 )
-from mslesion.data.loading import load_case
+from mslesion.infer import inference
+from mslesion.infer.predict import find_inputs, predict
 from mslesion.models.registry import UnknownModelError, build_model
 from mslesion.outputs import MARKER, write_marker
-from mslesion.infer.predict import find_inputs, predict
-from mslesion.data.volumes import load_image, load_mask
 
 from .conftest import LGG, LPS_AFFINE, phantom, requires, write_nifti
 

@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion.evaluate import evaluation
-from mslesion.infer import inference
 from mslesion.cli import main
 from mslesion.data.cohort import discover_cases
-from mslesion.evaluate.evaluation import EvalConfig, evaluate, evaluate_volume
 from mslesion.data.loading import load_case
-from mslesion.infer.predict import predict
 from mslesion.data.slicing import slice_case, to_native_stack
 from mslesion.data.synthetic import generate_cohort
 from mslesion.data.volumes import from_axial_stack
+from mslesion.evaluate import evaluation
+from mslesion.evaluate.evaluation import EvalConfig, evaluate, evaluate_volume
+from mslesion.infer import inference
+from mslesion.infer.predict import predict
 
 from .conftest import LJUBLJANA, copy_run, requires
 
@@ -175,8 +175,8 @@ def test_inverse_mapping_on_ljubljana_is_exact():
 def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from mslesion.infer import inference
     from mslesion.data.prep import PrepConfig
+    from mslesion.infer import inference
 
     generate_cohort(tmp_path, 1, seed=4, shape=(170, 190, 8), spacing_mm=(0.9, 0.9, 5.0))
     loaded = load_case(discover_cases(tmp_path).cases[0])

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from mslesion.infer import export
 from mslesion.cli import main
 from mslesion.errors import ExportError
+from mslesion.infer import export
 from mslesion.infer.export import export_run
 from mslesion.infer.inference import open_run
 

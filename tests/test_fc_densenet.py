@@ -122,10 +122,11 @@ def test_module_does_not_import_tensorflow():
 
 @pytest.mark.slow
 def test_learns_the_synthetic_cohort_from_triplets_and_evaluates(tmp_path):
-    from mslesion.evaluate.evaluation import evaluate
     from mslesion.data.prep import PrepConfig, prepare_dataset
     from mslesion.data.synthetic import generate_cohort
-    from mslesion.train.training import read_history, train
+    from mslesion.evaluate.evaluation import evaluate
+    from mslesion.train.history import read_history
+    from mslesion.train.training import train
 
     generate_cohort(tmp_path / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
     prep = PrepConfig(size=(64, 64), selection="brain", split="train_val_test", test_fraction=0.25, val_fraction=0.2,

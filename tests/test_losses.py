@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from mslesion.evaluate.metrics import compute_dice
 from mslesion.train.keras_metrics import DiceScore, default_metrics
 from mslesion.train.losses import (
     LOSSES,
@@ -15,7 +16,6 @@ from mslesion.train.losses import (
     soft_dice_loss,
     tversky_loss,
 )
-from mslesion.evaluate.metrics import compute_dice
 
 # batch of 2 slices 2x2: slice 0 has lesion, slice 1 is empty with a false alarm of 0.5
 Y_TRUE = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]], np.float32)[..., None]

@@ -19,9 +19,9 @@ def _dataset(tmp_path):
 
 @pytest.mark.slow
 def test_native_models_train_on_the_datasets_split_and_derived_data_goes_where_asked(tmp_path, capsys):
-    from mslesion.study.experiments import train_native_models
-    from mslesion.progress import budget_per_run
     from mslesion.data.splits import load_splits
+    from mslesion.progress import budget_per_run
+    from mslesion.study.experiments import train_native_models
 
     data = _dataset(tmp_path)
     before = sorted(p.name for p in data.parent.iterdir())

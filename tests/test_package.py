@@ -47,9 +47,10 @@ def test_console_command_and_scripts_write_and_prepare_a_cohort(tmp_path):
 
 
 def test_models_command_lists_counts_backbones_and_report_models():
-    from mslesion.cli import main
     import contextlib
     import io
+
+    from mslesion.cli import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

@@ -91,9 +91,9 @@ def test_progress_bar_on_a_terminal_lines_in_a_log_file():
 
 @pytest.mark.slow
 def test_training_prints_a_line_per_epoch_and_skips_finished_runs(tmp_path, capsys):
-    from mslesion.study.experiments import train_report_models
     from mslesion.data.prep import PrepConfig, prepare_dataset
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.study.experiments import train_report_models
 
     generate_cohort(tmp_path / "raw", 4, seed=0, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
     prepare_dataset(tmp_path / "raw", tmp_path / "ds", PrepConfig(size=(32, 32), selection="brain",

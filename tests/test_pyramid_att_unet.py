@@ -135,7 +135,8 @@ def test_trains_on_synthetic_cohort_and_evaluates(dataset, tmp_path):
     import pandas as pd
 
     from mslesion.evaluate.evaluation import evaluate
-    from mslesion.train.training import read_history, train
+    from mslesion.train.history import read_history
+    from mslesion.train.training import train
 
     # lr 1e-2 (not 3e-3): best validation Dice 0.76-0.91 over training seeds 0-4, 3e-3 reached 0.4-0.64
     config = {"dataset": str(dataset), "runs_root": str(tmp_path / "runs"), "batch_size": 8, "model": NAME,

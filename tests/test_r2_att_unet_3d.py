@@ -102,8 +102,8 @@ def test_no_tensorflow_import(module):
 @pytest.mark.slow
 def test_train_3d_and_evaluate_3d_on_synthetic_cohort(tmp_path):
     """Small widths, 32^3 patches at stride 16, 8 epochs on 4 training patients (~1-2 min on 2 CPU cores)."""
-    from mslesion.train.patches import prepare_volumes
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.patches import prepare_volumes
     from mslesion.train.training3d import evaluate_3d, train_3d
 
     generate_cohort(tmp_path / "raw", 6, seed=0, shape=(64, 64, 32), spacing_mm=(3, 3, 3))
@@ -143,8 +143,8 @@ def test_cli_prep3d_train3d_and_evaluate_dispatch(tmp_path):
     import json
 
     from mslesion.cli import main
-    from mslesion.report.tables import model_comparison_table
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.report.tables import model_comparison_table
 
     generate_cohort(tmp_path / "raw", 5, seed=1, shape=(48, 48, 24), spacing_mm=(3.0, 3.0, 3.0))
     assert main(["prep3d", str(tmp_path / "raw"), str(tmp_path / "vol"), "--test-fraction", "0.2",

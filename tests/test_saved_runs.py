@@ -30,8 +30,8 @@ def test_old_run_folder_loads_compiled_with_its_loss_and_metrics():
 
 
 def test_old_run_folder_predicts_a_new_patient(tmp_path):
-    from mslesion.infer.predict import predict
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.infer.predict import predict
 
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)

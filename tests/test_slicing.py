@@ -60,8 +60,8 @@ def test_slice_case_resizes_and_records_geometry():
 def test_brain_crop_is_recorded_and_undone_exactly(tmp_path):
     from mslesion.data.cohort import discover_cases
     from mslesion.data.loading import load_case
-    from mslesion.data.synthetic import generate_cohort
     from mslesion.data.slicing import slice_case, to_native_stack
+    from mslesion.data.synthetic import generate_cohort
 
     generate_cohort(tmp_path, 1, seed=2, shape=(200, 180, 10), spacing_mm=(0.9, 0.9, 5.0))
     loaded = load_case(discover_cases(tmp_path).cases[0])

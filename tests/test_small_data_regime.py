@@ -20,9 +20,9 @@ from tests.conftest import LJUBLJANA, requires
 @pytest.mark.real
 @pytest.mark.slow
 def test_one_ms_patient_default_recipe_learns_without_inference_mode_collapse(tmp_path):
-    from mslesion.train.checkpoints import BN_GAP_TOLERANCE
     from mslesion.cli import main
     from mslesion.report.tables import find_runs
+    from mslesion.train.checkpoints import BN_GAP_TOLERANCE
 
     data, runs = tmp_path / "slices", tmp_path / "runs"
     assert main(["prep", str(LJUBLJANA), str(data), "--selection", "brain", "--size", "128", "128",

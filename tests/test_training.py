@@ -13,7 +13,8 @@ import pytest
 
 from mslesion.data.prep import PrepConfig, prepare_dataset
 from mslesion.data.synthetic import generate_cohort
-from mslesion.train.training import epoch_study, read_history, train
+from mslesion.train.history import epoch_study, read_history
+from mslesion.train.training import train
 
 SMALL_UNET = {"model": "kuc.unet", "model_params": {"filter_num": [16, 32, 64]}}
 
@@ -181,13 +182,13 @@ def test_bn_stats_usable_after_short_from_scratch_fit_of_momentum_0999_encoder(d
     """
     import itertools
 
-    import mslesion.train.training as training
+    import mslesion.train.budget as budget
 
     common = {"model": "sm.unet", "model_params": {"backbone": "mobilenetv2"}, "loss": "dice",
               "learning_rate": 3e-3}  # fmt: skip
     raw = train(config(dataset, tmp_path, **common, epochs=12, bn_horizon=0, tag="uncapped"), verbose=0)
     ticks = itertools.count()
-    monkeypatch.setattr(training, "_clock", lambda: (lambda n: 10.0 * n + (1e5 if n >= 12 else 0))(next(ticks)))
+    monkeypatch.setattr(budget, "_clock", lambda: (lambda n: 10.0 * n + (1e5 if n >= 12 else 0))(next(ticks)))
     capped = train(config(dataset, tmp_path, **common, epochs=200, max_minutes=15, tag="capped"), verbose=0)
     assert len(read_history(capped)) == 12
     raw_eval = json.loads((raw / "final_eval.json").read_text())

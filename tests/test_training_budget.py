@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mslesion.train.training import read_history, train
+from mslesion.train.history import read_history
+from mslesion.train.training import train
 
 TINY = {"model": "kuc.unet", "model_params": {"filter_num": [8, 16]}, "batch_size": 8}
 
@@ -39,10 +40,10 @@ def test_budget_recaps_bn_momentum_for_the_epochs_it_leaves(dataset, tmp_path, m
     """epochs=200 plans a BN momentum cap for 200 epochs; a budget that leaves 6 resets it after epoch 2."""
     import itertools
 
-    import mslesion.train.training as training
+    import mslesion.train.budget as budget
 
     ticks = itertools.count(0, 10.0)  # every clock reading is 10 s later: each epoch "takes" 10 s
-    monkeypatch.setattr(training, "_clock", lambda: next(ticks))
+    monkeypatch.setattr(budget, "_clock", lambda: next(ticks))
     run = train({"dataset": str(dataset), "runs_root": str(tmp_path), **TINY, "epochs": 200, "max_minutes": 1},
                 verbose=0)  # fmt: skip
     assert len(read_history(run)) == 6  # 60 s of 10 s epochs

@@ -21,7 +21,9 @@ import pytest
 
 from mslesion.errors import DataError
 from mslesion.outputs import OutputError, OutputLockedError, claim_dir, locked
-from mslesion.train.training import RUN_FILES, RunConfigError, read_history, train
+from mslesion.train.history import read_history
+from mslesion.train.runfolder import RUN_FILES, RunConfigError
+from mslesion.train.training import train
 
 TINY = {"model": "kuc.unet", "model_params": {"filter_num": [4, 8]}, "batch_size": 8, "epochs": 3}
 TINY_3D = {"model_params": {"filters": [4, 8], "recurrence": 1}, "patch": [16, 16, 16], "stride": [16, 16, 16],
@@ -51,8 +53,8 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> Path:
     """4 synthetic patients at 32x32x16 for 3D runs (2 train, 1 val, 1 test)."""
-    from mslesion.train.patches import prepare_volumes
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.train.patches import prepare_volumes
 
     root = tmp_path_factory.mktemp("safety3d")
     generate_cohort(root / "raw", 4, seed=0, shape=(32, 32, 16), spacing_mm=(3, 3, 3))
@@ -169,7 +171,7 @@ def test_a_kill_after_the_fit_redoes_only_the_final_phases(killed, dataset):
 
 def test_a_kill_mid_backup_keeps_the_one_before_and_damaged_files_are_reported_and_redone(killed, dataset,
                                                                                           monkeypatch):  # fmt: skip
-    from mslesion.train import training
+    from mslesion.train import resume
 
     run = killed["mid_backup"]
     backup = run / "backup"
@@ -181,8 +183,8 @@ def test_a_kill_mid_backup_keeps_the_one_before_and_damaged_files_are_reported_a
     newest.write_bytes(newest.read_bytes()[:96])
     (run / "best.keras").write_bytes(b"")
     seen = []
-    restore = training._restore_backup
-    monkeypatch.setattr(training, "_restore_backup", lambda run, model: seen.append(_temps(run)) or restore(run, model))
+    restore = resume.restore_backup
+    monkeypatch.setattr(resume, "restore_backup", lambda run, model: seen.append(_temps(run)) or restore(run, model))
     with pytest.warns(UserWarning) as caught:
         train(config(dataset, run), verbose=0)
     assert seen == [[]]  # the killed run's temporary was gone before the run went on
@@ -196,14 +198,14 @@ def test_a_backup_that_fails_to_load_is_skipped_for_the_one_before(tmp_path):
     import keras
     import numpy as np
 
-    from mslesion.train import training
+    from mslesion.train import resume
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="adam", loss="mse")
     model.optimizer.build(model.trainable_variables)
     for n in (1, 2, 3):
         model.layers[0].kernel.assign(np.full((3, 2), float(n)))
-        training._save_backup(tmp_path, model, n, {"best": None})
+        resume.save_backup(tmp_path, model, n, {"best": None})
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == [
         "epoch_0002.json", "epoch_0002.weights.h5", "epoch_0003.json", "epoch_0003.weights.h5"]  # fmt: skip
     newest = tmp_path / "backup" / "epoch_0003.weights.h5"
@@ -211,7 +213,7 @@ def test_a_backup_that_fails_to_load_is_skipped_for_the_one_before(tmp_path):
         f.write(b"\0" * 96)
     model.layers[0].kernel.assign(np.zeros((3, 2)))
     with pytest.warns(UserWarning, match=r"epoch_0003\.weights\.h5: damaged backup of epoch 3, does not load"):
-        info = training._restore_backup(tmp_path, model)
+        info = resume.restore_backup(tmp_path, model)
     assert info["epoch"] == 2 and (model.layers[0].kernel.numpy() == 2).all()
     assert not newest.exists()
 
@@ -221,15 +223,15 @@ def test_a_resume_gives_the_lr_and_early_stopping_callbacks_their_state_back(tmp
 
     import keras
 
-    from mslesion.train import training
+    from mslesion.train import resume
 
     reduce, stop = keras.callbacks.ReduceLROnPlateau(patience=3), keras.callbacks.EarlyStopping(patience=4)
     saved = {"ReduceLROnPlateau": {"best": 0.25, "wait": 2, "cooldown_counter": 0},
              "EarlyStopping": {"best": 0.5, "wait": 3, "best_epoch": 1, "stopped_epoch": 0}}  # fmt: skip
-    keeper = training._keeper(tmp_path, {"callbacks": saved}, [reduce, stop], [], [], -math.inf, None)
+    keeper = resume.epoch_keeper(tmp_path, {"callbacks": saved}, [reduce, stop], [], [], -math.inf, None)
     for callback in (reduce, stop, keeper):  # Keras calls them in list order, the keeper last
         callback.on_train_begin()
-    assert {type(c).__name__: training._callback_state(c) for c in (reduce, stop)} == saved
+    assert {type(c).__name__: resume.callback_state(c) for c in (reduce, stop)} == saved
 
 
 def test_a_kill_mid_best_checkpoint_leaves_no_partial_best_keras(killed, dataset):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion.infer import inference
 from mslesion.evaluate.evaluation import EvalConfig, evaluate
+from mslesion.infer import inference
 from mslesion.infer.tta import TTA_MODES, predict_tta, transforms
 
 from .conftest import copy_run

@@ -6,15 +6,6 @@ import numpy as np
 import pytest
 from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
 
-from mslesion.errors import (
-    AffineMismatchError,
-    CorruptFileError,
-    EmptyMaskError,
-    NonBinaryMaskError,
-    NonFiniteError,
-    NotThreeDError,
-    ShapeMismatchError,
-)
 from mslesion.data.volumes import (
     axial_spacing_mm,
     binarise_mask,
@@ -24,6 +15,15 @@ from mslesion.data.volumes import (
     load_image,
     load_mask,
     to_axial_stack,
+)
+from mslesion.errors import (
+    AffineMismatchError,
+    CorruptFileError,
+    EmptyMaskError,
+    NonBinaryMaskError,
+    NonFiniteError,
+    NotThreeDError,
+    ShapeMismatchError,
 )
 
 from .conftest import LJUBLJANA, LPS_AFFINE, phantom, requires, write_nifti

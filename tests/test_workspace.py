@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_kaggle_input
 from mslesion.env import workspace
 from mslesion.study.experiments import ensure_dataset
+from tests.conftest import write_kaggle_input
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from mslesion.infer.inference import TrainedRun, open_runs, predict_volume, read
 from mslesion.infer.tta import transforms
 from mslesion.outputs import check_inside, output_dir
 from mslesion.paths import SPLITS
-from mslesion.train.training import config_from_dict
+from mslesion.train.config import config_from_dict
 
 __all__ = ["EvalConfig", "evaluate", "evaluate_volume", "write_tables", "SUMMARY_METRICS", "COLLAPSE_DICE",
            "trust_summary", "describe_trust"]

@@ -25,7 +25,7 @@ from mslesion.outputs import output_dir
 from mslesion.paths import PREP_CONFIG
 from mslesion.report import figures as fig
 from mslesion.report import tables as rt
-from mslesion.train.training import read_history
+from mslesion.train.history import read_history
 
 __all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures", "attention_figure"]
 

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from mslesion.fileio import _jsonable, atomic_path
+from mslesion.fileio import atomic_path, jsonable
 
 __all__ = [
     "OVERLAY_COLOURS",
@@ -443,7 +443,7 @@ def save_figure(fig: Figure, path: str | Path, sources: dict | None = None) -> P
     path = Path(path)
     metadata = {"Software": None}
     if sources is not None:
-        metadata[SOURCES_KEY] = json.dumps(sources, sort_keys=True, default=_jsonable)
+        metadata[SOURCES_KEY] = json.dumps(sources, sort_keys=True, default=jsonable)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata=metadata)
     return path

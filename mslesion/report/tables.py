@@ -18,7 +18,7 @@ import pandas as pd
 from mslesion.evaluate.evaluation import COLLAPSE_DICE
 from mslesion.fileio import load_json
 from mslesion.paths import BEST, FINAL, FINAL_EVAL, HISTORY, RUN_CONFIG
-from mslesion.train.training import epoch_study, read_history
+from mslesion.train.history import epoch_study, read_history
 
 __all__ = [
     "find_runs",

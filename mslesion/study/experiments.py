@@ -249,7 +249,8 @@ def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: 
 
     from mslesion.evaluate.evaluation import COLLAPSE_DICE, EvalConfig, evaluate
     from mslesion.fileio import load_json
-    from mslesion.train.training import read_history, train
+    from mslesion.train.history import read_history
+    from mslesion.train.training import train
 
     params = model_params if model_params is not None else {"backbone": "mobilenetv2", "weights": None}
     rows = []

@@ -34,25 +34,12 @@ from mslesion.evaluate.evaluation import EvalConfig, _slice_rows, _summary, eval
 from mslesion.evaluate.lesions import bracket_rows
 from mslesion.fileio import load_json, save_json
 from mslesion.paths import FINAL, PREP3D_CONFIG, RUN_CONFIG
+from mslesion.train.budget import EpochTimer, TimeBudget
+from mslesion.train.config import config_from_dict, train_val_patients
 from mslesion.train.datasets import split_patients_of
 from mslesion.train.patches import PatchSampler, open_volume, sliding_window_predict
-from mslesion.train.training import (
-    EpochTimer,
-    TimeBudget,
-    _crash,
-    _done,
-    _finished,
-    _fit_resumably,
-    _fitted,
-    _load_fitted,
-    _parts,
-    _save_model,
-    _started,
-    check_run_inputs,
-    config_from_dict,
-    open_run,
-    write_run_records,
-)
+from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, save_model
+from mslesion.train.runfolder import check_run_inputs, is_finished, mark_started, open_run, write_run_records
 
 __all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
 
@@ -155,11 +142,11 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
 
     config = Train3DConfig.from_dict(config) if isinstance(config, dict) else config
     check_run_inputs(config, PREP3D_CONFIG)
-    train_ids, val_ids, carved = _parts(config)
+    train_ids, val_ids, carved = train_val_patients(config)
     with open_run(config, "run3d", overwrite=overwrite) as (run, state):
         if progress is not None:
             progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
-        if _finished(run, state):
+        if is_finished(run, state):
             if progress is not None:
                 progress.skip_run("already finished: skipped")
             return run
@@ -191,11 +178,11 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
             "input_shape": [*config.patch, channels], "dtype_policy": keras.mixed_precision.global_policy().name,
             "bn_momentum_capped": momenta, "params": count_params(model),
         }  # fmt: skip
-        state = _started(run, config, "run3d", state)
+        state = mark_started(run, config, "run3d", state)
         write_run_records(run, config.dataset, PREP3D_CONFIG, resolved, _environment(), model)
 
         if state["phase"] == "fitted":
-            _load_fitted(run, model)
+            load_fitted(run, model)
         else:
             # the sampler draws each epoch's patches from the true epoch number, so a resume needs no skipping
             callbacks = [_epoch_setter(train_set), EpochTimer(train_set.n_patches)]
@@ -207,11 +194,11 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
                 verbose = 0
             if config.max_minutes:
                 callbacks.append(TimeBudget(config.max_minutes, run))
-            done = _fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
-            state = _fitted(run, model, state, done)
-        _save_model(model, run / FINAL, "final_model")
-        _crash("before_done")
-        _done(run, state)
+            done = fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
+            state = mark_fitted(run, model, state, done)
+        save_model(model, run / FINAL, "final_model")
+        crash("before_done")
+        mark_done(run, state)
     return run
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from mslesion import outputs
 from mslesion.fileio import save_json, save_text
 from mslesion.paths import PREP_CONFIG, RUN_CONFIG
+from mslesion.train.config import config_from_dict, run_dir_for
 from mslesion.train.datasets import load_slice_set, make_dataset
-from mslesion.train.training import config_from_dict, run_dir_for
 
 __all__ = ["TuneConfig", "tune", "TUNERS"]
 
@@ -81,7 +81,8 @@ def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) ->
         OutputError: the folder holds files mslesion did not write, or overlaps the dataset.
         OutputLockedError: another process is searching in the same folder.
     """
-    from mslesion.train.training import TrainConfig, _parts, check_run_inputs
+    from mslesion.train.config import TrainConfig, train_val_patients
+    from mslesion.train.runfolder import check_run_inputs
 
     if isinstance(config, dict):
         config = TuneConfig.from_dict(config)
@@ -91,7 +92,7 @@ def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) ->
         raise ValueError("a grid search needs fixed learning_rates, not a log-uniform range")
     check_run_inputs(config, PREP_CONFIG)
     split = TrainConfig(dataset=config.dataset, fold=config.fold, seed=config.seed, val_fraction=config.val_fraction)
-    train_ids, val_ids, carved = _parts(split)
+    train_ids, val_ids, carved = train_val_patients(split)
     # the search folder is a run folder too: refused when it holds files of others, one writer at a time
     run = outputs.claim_dir(run_dir_for(config), "tuning", known=TUNING_FILES, inputs=[config.dataset])
     if os.environ.get("KERASTUNER_TUNER_ID"):
