@@ -106,7 +106,8 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
     import pandas as pd
 
     from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.evaluate.evaluation import EvalConfig, evaluate
+    from mslesion.evaluate.config import EvalConfig
+    from mslesion.evaluate.evaluation import evaluate
     from mslesion.fileio import load_json
     from mslesion.study.experiments import TRAINING_CONFIGS
     from mslesion.train.training import train

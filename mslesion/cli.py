@@ -325,7 +325,7 @@ def add_models(subparsers) -> None:
 
 
 def add_evaluate(subparsers) -> None:
-    from mslesion.evaluate.evaluation import EvalConfig
+    from mslesion.evaluate.config import EvalConfig
     from mslesion.infer.inference import CHECKPOINTS
     from mslesion.infer.tta import TTA_MODES
 

@@ -26,7 +26,17 @@ __all__ = [
     "RunNotFoundError",
     "MslesionWarning",
     "ObliqueAffineWarning",
+    "FAILURE_COLUMNS",
+    "failure_row",
 ]
+
+#: The columns of every ``failures.csv``: one row per patient a batch job could not process.
+FAILURE_COLUMNS = ["patient", "error", "message"]
+
+
+def failure_row(patient: str, exc: BaseException, message: str | None = None) -> dict:
+    """The ``failures.csv`` row of ``patient``: the exception's type and message (``message`` overrides it)."""
+    return {"patient": patient, "error": type(exc).__name__, "message": str(exc) if message is None else message}
 
 
 class MslesionError(Exception):

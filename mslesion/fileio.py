@@ -23,7 +23,7 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 __all__ = ["atomic_path", "atomic_dir", "crash_point", "save_npy", "save_json", "save_text", "load_npy", "load_json",
-           "jsonable"]
+           "jsonable", "save_csv"]
 
 
 @contextmanager
@@ -116,6 +116,17 @@ def load_json(path: str | Path) -> Any:
 def save_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_csv(path: str | Path, table, columns: list[str] | None = None, float_format: str | None = "%.6g") -> None:
+    """Write a DataFrame (or a list of row dicts, with ``columns`` for an empty one) as CSV atomically.
+
+    One convention for every table the toolkit writes: no index, ``\\n`` line ends, floats to 6 significant digits.
+    """
+    import pandas as pd
+
+    frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table, columns=columns)
+    save_text(path, frame.to_csv(index=False, lineterminator="\n", float_format=float_format))
 
 
 def jsonable(value: Any) -> Any:

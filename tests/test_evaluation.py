@@ -17,7 +17,9 @@ from mslesion.data.slicing import slice_case, to_native_stack
 from mslesion.data.synthetic import generate_cohort
 from mslesion.data.volumes import from_axial_stack
 from mslesion.evaluate import evaluation
-from mslesion.evaluate.evaluation import EvalConfig, evaluate, evaluate_volume
+from mslesion.evaluate.config import EvalConfig
+from mslesion.evaluate.evaluation import evaluate
+from mslesion.evaluate.loop import evaluate_volume
 from mslesion.infer import inference
 from mslesion.infer.predict import predict
 
@@ -200,7 +202,7 @@ def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
 def test_trust_summary_spread_collapsed_and_volumes():
     import pandas as pd
 
-    from mslesion.evaluate.evaluation import describe_trust, trust_summary
+    from mslesion.evaluate.summary import describe_trust, trust_summary
 
     table = pd.DataFrame({"patient": ["a", "b", "c", "d"], "dice": [0.8, 0.05, float("nan"), 0.6],
                           "volume_true_ml": [2.0, 4.0, 0.0, 1.0], "volume_pred_ml": [3.0, 40.0, 0.5, 1.0]})  # fmt: skip

@@ -103,8 +103,9 @@ def test_no_tensorflow_import(module):
 def test_train_3d_and_evaluate_3d_on_synthetic_cohort(tmp_path):
     """Small widths, 32^3 patches at stride 16, 8 epochs on 4 training patients (~1-2 min on 2 CPU cores)."""
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.evaluate.evaluation3d import evaluate_3d
     from mslesion.train.patches import prepare_volumes
-    from mslesion.train.training3d import evaluate_3d, train_3d
+    from mslesion.train.training3d import train_3d
 
     generate_cohort(tmp_path / "raw", 6, seed=0, shape=(64, 64, 32), spacing_mm=(3, 3, 3))
     prepare_volumes(tmp_path / "raw", tmp_path / "vol", split="train_val_test", test_fraction=0.2, val_fraction=0.2)
@@ -121,7 +122,7 @@ def test_train_3d_and_evaluate_3d_on_synthetic_cohort(tmp_path):
     assert len(history) == 8 and {"seconds", "img_per_s", "learning_rate", "val_dice", "val_loss"} <= set(history)
     assert history.val_dice.max() > max(0.5, history.val_dice.iloc[0] + 0.3), history.val_dice.tolist()
 
-    out = evaluate_3d(run, part="test", write_masks=True, verbose=False)
+    out = evaluate_3d(run, {"part": "test", "write_masks": True}, verbose=False)
     per_patient = pd.read_csv(out / "per_patient.csv", dtype={"patient": str})
     splits = json.loads((tmp_path / "vol" / "splits.json").read_text())
     assert per_patient.patient.tolist() == splits["folds"][0]["test"]

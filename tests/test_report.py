@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from mslesion.cli import main
-from mslesion.evaluate.evaluation import EvalConfig, evaluate
+from mslesion.evaluate.config import EvalConfig
+from mslesion.evaluate.evaluation import evaluate
 from mslesion.report.build import ReportConfig, _largest_lesion_slices, build_report, dataset_figures
 from mslesion.report.tables import (
     DID_NOT_LEARN_RULE,

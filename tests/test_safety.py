@@ -131,7 +131,8 @@ def test_evaluate_refuses_a_user_out_dir(trained_run, tmp_path, capsys):
 
 
 def test_evaluate_twice_needs_overwrite(trained_run, tmp_path):
-    from mslesion.evaluate.evaluation import EvalConfig, evaluate
+    from mslesion.evaluate.config import EvalConfig
+    from mslesion.evaluate.evaluation import evaluate
 
     out = tmp_path / "eval"
     evaluate(trained_run, EvalConfig(out_dir=str(out)), verbose=False)

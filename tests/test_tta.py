@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion.evaluate.evaluation import EvalConfig, evaluate
+from mslesion.evaluate.config import EvalConfig
+from mslesion.evaluate.evaluation import evaluate
 from mslesion.infer import inference
 from mslesion.infer.tta import TTA_MODES, predict_tta, transforms
 

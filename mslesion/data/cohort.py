@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mslesion.errors import BadPatientIdError, MissingModalityError, NoCasesFoundError
+from mslesion.errors import BadPatientIdError, MissingModalityError, NoCasesFoundError, failure_row
 
 __all__ = ["Case", "Discovery", "discover_cases", "LAYOUTS", "normalise_modality", "check_patient_id", "MAX_ID_LENGTH"]
 
@@ -122,7 +122,7 @@ def _screen(found: Discovery) -> Discovery:
                 raise BadPatientIdError(case.folder, f"patient id {case.patient_id!r} is found "
                                                      f"{counts[case.patient_id]} times; ids must be unique")  # fmt: skip
         except BadPatientIdError as exc:
-            found.rejected.append({"patient": case.patient_id, "error": type(exc).__name__, "message": str(exc)})
+            found.rejected.append(failure_row(case.patient_id, exc))
             continue
         keep.append(case)
     found.cases = keep

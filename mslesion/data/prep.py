@@ -29,7 +29,7 @@ from mslesion.data.cohort import Case, discover_cases
 from mslesion.data.loading import LoadedCase, load_case
 from mslesion.data.slicing import CaseSlices, slice_case
 from mslesion.data.splits import save_splits, split_patients
-from mslesion.errors import MslesionError
+from mslesion.errors import MslesionError, failure_row
 from mslesion.fileio import atomic_dir, crash_point, load_json, load_npy, save_json, save_npy, save_text
 from mslesion.outputs import MARKER, OutputError, check_inside, check_output, locked, output_dir, read_marker
 from mslesion.paths import MANIFEST, PREP_CONFIG, SPLITS
@@ -187,10 +187,10 @@ def _run_one(case: Case, config: PrepConfig, out_dir: Path) -> tuple[str, list[d
     try:
         return case.patient_id, prepare_case(case, config, out_dir), None
     except MslesionError as exc:
-        return case.patient_id, None, {"patient": case.patient_id, "error": type(exc).__name__, "message": str(exc)}
+        return case.patient_id, None, failure_row(case.patient_id, exc)
     except Exception as exc:  # noqa: BLE001 - report unexpected failures per patient too
         tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        return case.patient_id, None, {"patient": case.patient_id, "error": type(exc).__name__, "message": f"{exc} ({tb})"}
+        return case.patient_id, None, failure_row(case.patient_id, exc, f"{exc} ({tb})")
 
 
 def prepare_dataset(

@@ -37,6 +37,7 @@ __all__ = [
     "predict_slices",
     "predict_volume",
     "write_mask",
+    "write_mask_like",
 ]
 
 #: ``model``: the better of best and final after BN recalibration (see mslesion.train.checkpoints); runs
@@ -245,25 +246,31 @@ def write_mask(mask_zhw: np.ndarray, case: LoadedCase, out: str | Path) -> list[
     TIFF cases: ``out`` is a folder receiving ``<slice>_pred_mask.tif`` (0/255)
     beside each source slice name. Every file is written atomically.
     """
+    return write_mask_like(mask_zhw, case.affine, case.image_files, out)
+
+
+def write_mask_like(mask_zhw: np.ndarray, affine: np.ndarray | None, image_files: Sequence[str | Path],
+                    out: str | Path) -> list[Path]:  # fmt: skip
+    """:func:`write_mask` for a source given by its affine (None: TIFF slices) and image files."""
     import nibabel as nib
 
     mask_zhw = np.asarray(mask_zhw).astype(np.uint8)
     out = Path(out)
-    if case.affine is None:
+    if affine is None:
         import cv2
 
         written = []
-        for k, src in enumerate(case.image_files):
+        for k, src in enumerate(image_files):
             path = check_inside(out, out / f"{Path(src).stem}_pred_mask.tif")
             with atomic_path(path) as tmp:
                 if not cv2.imwrite(str(tmp), mask_zhw[k] * 255):
                     raise OSError(f"{path}: OpenCV could not write the mask")
             written.append(path)
         return written
-    data = from_axial_stack(mask_zhw, case.affine)
-    header = nib.load(str(case.image_files[0])).header.copy()
+    data = from_axial_stack(mask_zhw, affine)
+    header = nib.load(str(image_files[0])).header.copy()
     header.set_data_dtype(np.uint8)
-    image = nib.Nifti1Image(data, case.affine, header=header)
+    image = nib.Nifti1Image(data, affine, header=header)
     image.header.set_slope_inter(1, 0)  # a mask must not inherit the image's intensity scaling
     image.header["descrip"] = b"mslesion predicted lesion mask"
     with atomic_path(out) as tmp:

@@ -29,9 +29,17 @@ import numpy as np
 from mslesion.data.cohort import Case, Discovery, check_patient_id, discover_cases, normalise_modality
 from mslesion.data.loading import load_case
 from mslesion.data.prep import PrepConfig
-from mslesion.errors import BadPatientIdError, DataError, MissingModalityError, MslesionError, NoCasesFoundError
+from mslesion.errors import (
+    FAILURE_COLUMNS,
+    BadPatientIdError,
+    DataError,
+    MissingModalityError,
+    MslesionError,
+    NoCasesFoundError,
+    failure_row,
+)
 from mslesion.evaluate.lesions import label_lesions
-from mslesion.fileio import save_json, save_text
+from mslesion.fileio import save_csv, save_json
 from mslesion.infer.inference import check_run, open_runs, predict_volume, write_mask
 from mslesion.infer.tta import transforms
 from mslesion.outputs import check_inside, check_output, output_dir, read_marker
@@ -149,7 +157,7 @@ def _file_cases(files: list[Path], modality: str) -> Discovery:
                 raise BadPatientIdError(f, f"patient id {pid!r} comes from {counts[pid]} files; "
                                            "rename them so each patient has one")  # fmt: skip
         except BadPatientIdError as exc:
-            rejected.append({"patient": pid, "error": type(exc).__name__, "message": str(exc)})
+            rejected.append(failure_row(pid, exc))
             continue
         cases.append(Case(pid, {modality: f}, {}, "file"))
     return Discovery(cases, "file", [], rejected)
@@ -293,7 +301,7 @@ def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, threshold
         name = f"{loaded.patient_id}_lesion_mask.nii.gz" if loaded.affine is not None else loaded.patient_id
         target = check_inside(tmp, tmp / name)
     except MslesionError as exc:
-        result.failures.append({"patient": case.patient_id, "error": type(exc).__name__, "message": str(exc)})
+        result.failures.append(failure_row(case.patient_id, exc))
         if verbose:
             print(f"  FAILED {case.patient_id}: {exc}")
         return None
@@ -323,9 +331,8 @@ def _write_tables(tmp: Path, rows: list[dict], result: PredictResult, run, run_d
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=_COLUMNS)
-    save_text(tmp / "lesions.csv", table.to_csv(index=False, lineterminator="\n", float_format="%.6g"))
-    save_text(tmp / "failures.csv", pd.DataFrame(result.failures, columns=["patient", "error", "message"])
-              .to_csv(index=False, lineterminator="\n"))  # fmt: skip
+    save_csv(tmp / "lesions.csv", table)
+    save_csv(tmp / "failures.csv", result.failures, columns=FAILURE_COLUMNS)
     save_json(tmp / "predict_config.json", {
         "run": str(run_dir.resolve()), "checkpoint": checkpoint, "threshold": threshold,
         "connectivity": connectivity, "inputs": str(inputs.resolve()), "patients": result.predicted,

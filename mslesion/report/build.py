@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mslesion.fileio import load_json, save_json, save_text
+from mslesion.fileio import load_json, save_csv, save_json, save_text
 from mslesion.outputs import output_dir
 from mslesion.paths import PREP_CONFIG
 from mslesion.report import figures as fig
@@ -84,7 +84,7 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str, sources: dict) ->
     """``stem.csv`` (full precision), ``stem.md`` and ``stem.tex`` (4 decimals), atomically."""
     stem = Path(stem)
     shown = table.map(_fmt)
-    save_text(stem.with_suffix(".csv"), table.to_csv(index=False, lineterminator="\n", float_format="%.6g"))
+    save_csv(stem.with_suffix(".csv"), table)
     header = "| " + " | ".join(map(str, shown.columns)) + " |"
     rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
     body = ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in shown.to_numpy()]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mslesion.evaluate.evaluation import COLLAPSE_DICE
+from mslesion.evaluate.summary import COLLAPSE_DICE
 from mslesion.fileio import load_json
 from mslesion.paths import BEST, FINAL, FINAL_EVAL, HISTORY, RUN_CONFIG
 from mslesion.train.history import epoch_study, read_history

@@ -247,7 +247,9 @@ def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: 
     """
     import pandas as pd
 
-    from mslesion.evaluate.evaluation import COLLAPSE_DICE, EvalConfig, evaluate
+    from mslesion.evaluate.config import EvalConfig
+    from mslesion.evaluate.evaluation import evaluate
+    from mslesion.evaluate.summary import COLLAPSE_DICE
     from mslesion.fileio import load_json
     from mslesion.train.history import read_history
     from mslesion.train.training import train
@@ -284,7 +286,8 @@ def evaluate_runs(runs: list[Path], verbose: bool = False, **settings) -> list[P
     unless ``settings`` say otherwise), as re-running a notebook should.
     ``verbose``: a line per run and per patient (notebooks).
     """
-    from mslesion.evaluate.evaluation import EvalConfig, evaluate
+    from mslesion.evaluate.config import EvalConfig
+    from mslesion.evaluate.evaluation import evaluate
 
     settings.setdefault("overwrite", True)
     out = []

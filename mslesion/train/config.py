@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mslesion.configs import config_from_dict
 from mslesion.train.datasets import split_patients_of
 
-__all__ = ["TrainConfig", "run_dir_for", "train_val_patients", "config_from_dict"]
+__all__ = ["TrainConfig", "run_dir_for", "train_val_patients"]
 
 
 @dataclass
@@ -63,14 +64,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         return config_from_dict(cls, d, "training")
-
-
-def config_from_dict(cls, d: dict, what: str):
-    """Build the config dataclass ``cls`` from ``d``, refusing unknown keys (typos)."""
-    unknown = set(d) - {f.name for f in fields(cls)}
-    if unknown:
-        raise ValueError(f"unknown {what} options {sorted(unknown)}")
-    return cls(**d)
 
 
 def run_dir_for(config) -> Path:

@@ -16,8 +16,6 @@ channel's minimum (the air), both when sampling and in
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -33,8 +31,8 @@ from mslesion.data.cohort import discover_cases
 from mslesion.data.intensity import fit_normalisation, foreground_mask
 from mslesion.data.loading import load_case
 from mslesion.data.splits import save_splits, split_patients
-from mslesion.errors import MslesionError
-from mslesion.fileio import load_json, load_npy, save_json, save_npy, save_text
+from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
+from mslesion.fileio import load_json, load_npy, save_csv, save_json, save_npy
 from mslesion.outputs import check_inside, check_output, output_dir
 from mslesion.paths import PREP3D_CONFIG, SPLITS
 
@@ -110,7 +108,7 @@ def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, f
             try:
                 loaded = load_case(case, modalities, mask_modality, allow_empty_masks)
             except MslesionError as exc:
-                failures.append({"patient": case.patient_id, "error": type(exc).__name__, "message": str(exc)})
+                failures.append(failure_row(case.patient_id, exc))
                 continue
             volume = np.empty(loaded.stack.shape, np.float32)
             norms = []
@@ -134,11 +132,7 @@ def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, f
             prepared.append(case.patient_id)
         if not prepared:
             raise _NothingPrepared
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["patient", "error", "message"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(failures)
-        save_text(tmp / "failures.csv", buf.getvalue())
+        save_csv(tmp / "failures.csv", failures, columns=FAILURE_COLUMNS)
         save_json(tmp / PREP3D_CONFIG, {**config, "patients": prepared, "n_failures": len(failures)})
         if prepared:
             save_splits(tmp / SPLITS, split_patients(prepared, split, test_fraction=test_fraction,

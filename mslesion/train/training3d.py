@@ -1,4 +1,4 @@
-"""One 3D training config -> one run folder; whole-volume evaluation of it (the 3DR2AUNet paper's (2024) 3D path).
+"""One 3D training config -> one run folder (the 3DR2AUNet paper's (2024) 3D path).
 
 The dataset is a folder written by :func:`mslesion.train.patches.prepare_volumes`.
 The run folder has the 2D runner's layout (:mod:`mslesion.train.training`)::
@@ -13,7 +13,7 @@ The run folder has the 2D runner's layout (:mod:`mslesion.train.training`)::
         best.keras         the epoch with the best val_dice; final.keras: the last epoch
         state.json, backup/, fitted.weights.h5: as in the 2D runner (resumable after a kill)
         eval_<part>/       per_patient.csv, lesions.csv, slices.csv, failures.csv, summary.json
-                           (:func:`evaluate_3d`), masks/ when asked
+                           (:func:`mslesion.evaluate.evaluation3d.evaluate_3d`), masks/ when asked
 
 The 3DR2AUNet paper (2024) (sections B-E): 64^3 patches at stride 32, flips/rotations, BCE + Dice
 0.5/0.5, Adam 1e-4 with ReduceLROnPlateau(factor 0.5) on the validation loss, 70
@@ -26,22 +26,19 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-from mslesion.evaluate.evaluation import EvalConfig, _slice_rows, _summary, evaluate_volume, write_tables
-from mslesion.evaluate.lesions import bracket_rows
-from mslesion.fileio import load_json, save_json
-from mslesion.paths import FINAL, PREP3D_CONFIG, RUN_CONFIG
+from mslesion.configs import config_from_dict
+from mslesion.paths import FINAL, PREP3D_CONFIG
 from mslesion.train.budget import EpochTimer, TimeBudget
-from mslesion.train.config import config_from_dict, train_val_patients
+from mslesion.train.config import train_val_patients
 from mslesion.train.datasets import split_patients_of
-from mslesion.train.patches import PatchSampler, open_volume, sliding_window_predict
+from mslesion.train.patches import PatchSampler, open_volume
 from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, save_model
 from mslesion.train.runfolder import check_run_inputs, is_finished, mark_started, open_run, write_run_records
 
-__all__ = ["Train3DConfig", "train_3d", "evaluate_3d"]
+__all__ = ["Train3DConfig", "train_3d"]
 
 
 @dataclass
@@ -200,80 +197,3 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
         crash("before_done")
         mark_done(run, state)
     return run
-
-
-def evaluate_3d(run_dir: str | Path, part: str = "test", checkpoint: str = "model", threshold: float = 0.5,
-                connectivity: int = 26, detection_fraction: float = 0.0, write_masks: bool = False,
-                blend: str = "gaussian", batch_size: int = 2, stride: tuple[int, int, int] | None = None,
-                patients: list[str] | None = None, out_dir: str | Path | None = None,
-                verbose: bool = True, overwrite: bool = False) -> Path:  # fmt: skip
-    """Score a 3D run on whole volumes of one split part; returns the output folder.
-
-    Each patient's whole prepared volume is predicted by sliding window (the run's
-    patch, its stride unless ``stride`` is given, ``blend`` weighting), thresholded,
-    and scored with :func:`mslesion.evaluate.evaluation.evaluate_volume`. Files and
-    ``summary.json`` match :func:`mslesion.evaluate.evaluation.evaluate` (per_patient.csv,
-    lesions.csv, slices.csv, failures.csv; no examples.npz); ``summary.json`` adds
-    ``sliding_window``. ``write_masks`` writes ``masks/<patient>_pred.nii.gz`` with
-    the source image's affine and header (the source files must still exist).
-    The folder is written whole; an earlier evaluation is replaced only with ``overwrite``.
-    """
-    from mslesion.infer.inference import checkpoint_path, write_mask
-    from mslesion.models import load_model
-    from mslesion.outputs import check_inside, output_dir
-
-    run_dir = Path(run_dir)
-    path = checkpoint_path(run_dir, checkpoint)
-    checkpoint = path.stem
-    run_config = load_json(run_dir / RUN_CONFIG)
-    model = load_model(path, compile=False)
-    dataset, fold = run_config["dataset"], run_config.get("fold", 0)
-    wanted = patients or split_patients_of(dataset, part, fold)
-    if not wanted:
-        raise ValueError(f"{dataset}: the split has no {part!r} patients in fold {fold}")
-    patch, stride = tuple(run_config["patch"]), tuple(stride or run_config["stride"])
-    settings = EvalConfig(part=part, patients=patients, checkpoint=checkpoint, threshold=threshold,
-                          connectivity=connectivity, detection_fraction=detection_fraction, batch_size=batch_size,
-                          write_masks=write_masks, out_dir=str(out_dir) if out_dir else None,
-                          overwrite=overwrite)  # fmt: skip
-    out = Path(out_dir) if out_dir else run_dir / f"eval_{part}"
-    with output_dir(out, "evaluation", overwrite=overwrite, inputs=[dataset]) as tmp:
-        rows, bracket_table, slice_rows, failures = [], [], [], []
-        for pid in wanted:
-            try:
-                case = open_volume(dataset, pid, mmap=False)
-            except (FileNotFoundError, ValueError) as exc:
-                failures.append({"patient": pid, "error": type(exc).__name__, "message": str(exc)})
-                continue
-            prob = sliding_window_predict(model.predict_on_batch, case.volume, patch, stride, batch_size, blend)
-            pred, truth = prob > threshold, case.mask > 0
-            spacing = case.meta.get("spacing_zhw_mm")
-            row, lesions = evaluate_volume(truth, pred, tuple(spacing) if spacing else None, connectivity,
-                                           detection_fraction)  # fmt: skip
-            shown = SimpleNamespace(patient_id=pid, mask=truth)
-            per_slice = _slice_rows(shown, pred)
-            inter = sum(r["overlap_pixels"] for r in per_slice)
-            both = sum(r["lesion_pixels"] + r["pred_pixels"] for r in per_slice)
-            rows.append({"patient": pid, "n_slices": int(truth.shape[0]),
-                         "spacing_zhw_mm": "x".join(f"{s:g}" for s in spacing or ()), **row,
-                         "slice_level_dice": 2 * inter / both if both else float("nan")})  # fmt: skip
-            bracket_table += bracket_rows(lesions, patient=pid)
-            slice_rows += per_slice
-            if write_masks:
-                source = case.meta["source"]
-                affine = np.asarray(source["affine"]) if source.get("affine") is not None else None
-                files = [Path(p) for p in source["image_files"]]  # write_mask copies the source image's header
-                like_case = SimpleNamespace(patient_id=pid, affine=affine, image_files=files)
-                name = f"{pid}_pred{'' if affine is None else '.nii.gz'}"
-                write_mask(pred, like_case, check_inside(tmp, tmp / "masks" / name))
-            if verbose:
-                print(f"  {pid}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
-                      f"{row['fp_lesions']} false")  # fmt: skip
-        per_patient = write_tables(tmp, rows, bracket_table, slice_rows, failures)
-        trained = SimpleNamespace(run_dir=run_dir, checkpoint=checkpoint, config=run_config)
-        label = f"{part} part of {dataset} (fold {fold}), whole prepared volumes"
-        summary = _summary(trained, settings, label, per_patient, slice_rows, failures)
-        summary["sliding_window"] = {"patch": list(patch), "stride": list(stride), "blend": blend,
-                                     "batch_size": batch_size}  # fmt: skip
-        save_json(tmp / "summary.json", summary)
-    return out

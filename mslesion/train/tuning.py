@@ -24,9 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mslesion import outputs
+from mslesion.configs import config_from_dict
 from mslesion.fileio import save_json, save_text
 from mslesion.paths import PREP_CONFIG, RUN_CONFIG
-from mslesion.train.config import config_from_dict, run_dir_for
+from mslesion.train.config import run_dir_for
 from mslesion.train.datasets import load_slice_set, make_dataset
 
 __all__ = ["TuneConfig", "tune", "TUNERS"]
