@@ -372,6 +372,28 @@ def add_evaluate(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def add_score(subparsers) -> None:
+    p = subparsers.add_parser("score", help="score a folder of predicted masks against reference masks (no model)")
+    p.add_argument("predictions", type=Path, help="folder of predicted masks, <name>.nii.gz or <name>_pred.nii.gz")
+    p.add_argument("references", type=Path, help="folder of reference masks <name>.nii.gz")
+    p.add_argument("--out-dir", type=Path, required=True, help="output folder (per_patient.csv, summary.json, ...)")
+    p.add_argument("--threshold", type=float, default=0.5, help="cut for probability maps (binary masks: any)")
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument("--detection-fraction", type=float, default=0.0,
+                   help="fraction of a lesion that must be predicted to count as found (0: any overlap)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a scoring written there before")
+
+    def run(a):
+        from mslesion.evaluate.folder import score_folder
+
+        print(f"scoring {a.predictions} against {a.references}")
+        out = score_folder(a.predictions, a.references, a.out_dir, threshold=a.threshold, connectivity=a.connectivity,
+                           detection_fraction=a.detection_fraction, overwrite=a.overwrite)  # fmt: skip
+        print(f"per-patient results: {out / 'per_patient.csv'}")
+
+    p.set_defaults(run=run)
+
+
 def add_predict(subparsers) -> None:
     from mslesion.data.cohort import LAYOUTS
     from mslesion.infer.inference import CHECKPOINTS
@@ -584,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line (also MSLESION_DEBUG=1)")  # fmt: skip
     subparsers = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_predict, add_export,
+    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_score, add_predict, add_export,
                 add_report, add_demo, add_prep3d, add_train3d):
         add(subparsers)
     args = parser.parse_args(argv)
