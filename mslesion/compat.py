@@ -1,8 +1,9 @@
 """Old import paths, kept for one release: the flat modules before the stage subpackages (issue 12).
 
-``import mslesion.training`` (or ``from mslesion import prep``) still works and gives the very module
-now at its new place (``mslesion.train.training``, ``mslesion.data.prep``), with a DeprecationWarning
-naming the new path. This table is the one place the old names live; saved ``.keras`` run folders do
+``import mslesion.prep`` (or ``from mslesion import prep``) still works and gives the very module
+now at its new place (``mslesion.data.prep``), with a DeprecationWarning naming the new path. A module
+that was split (``mslesion.training`` into ``mslesion.train.training``, ``.config``, ``.runfolder``...)
+comes back as a stand-in whose names are looked up in its successors, in order. This table is the one place the old names live; saved ``.keras`` run folders do
 not depend on it (their custom objects are looked up by registered name, not module path).
 """
 
@@ -12,11 +13,12 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 import warnings
 
 __all__ = ["MOVED_MODULES", "MOVED_ATTRIBUTES", "install", "moved_attribute"]
 
-#: old module -> new module
+#: old module -> new module, or the modules it was split into (names are looked up in that order)
 MOVED_MODULES = {
     "mslesion.platform_setup": "mslesion.env.platform_setup",
     "mslesion.workspace": "mslesion.env.workspace",
@@ -30,10 +32,12 @@ MOVED_MODULES = {
     "mslesion.splits": "mslesion.data.splits",
     "mslesion.prep": "mslesion.data.prep",
     "mslesion.synthetic": "mslesion.data.synthetic",
-    "mslesion.training": "mslesion.train.training",
-    "mslesion.training3d": "mslesion.train.training3d",
+    "mslesion.training": ("mslesion.train.training", "mslesion.train.config", "mslesion.train.budget",
+                          "mslesion.train.history", "mslesion.train.runfolder", "mslesion.train.resume",
+                          "mslesion.configs"),
+    "mslesion.training3d": ("mslesion.train.training3d", "mslesion.evaluate.evaluation3d"),
     "mslesion.datasets": "mslesion.train.datasets",
-    "mslesion.patches": "mslesion.train.patches",
+    "mslesion.patches": ("mslesion.train.patches", "mslesion.data.volumes3d", "mslesion.infer.sliding_window"),
     "mslesion.augmentation": "mslesion.train.augmentation",
     "mslesion.checkpoints": "mslesion.train.checkpoints",
     "mslesion.tensorboard_logs": "mslesion.train.tensorboard_logs",
@@ -49,7 +53,8 @@ MOVED_MODULES = {
     "mslesion.metrics": "mslesion.evaluate.metrics",
     "mslesion.volume_metrics": "mslesion.evaluate.volume_metrics",
     "mslesion.lesions": "mslesion.evaluate.lesions",
-    "mslesion.evaluation": "mslesion.evaluate.evaluation",
+    "mslesion.evaluation": ("mslesion.evaluate.evaluation", "mslesion.evaluate.config", "mslesion.evaluate.loop",
+                            "mslesion.evaluate.summary"),
     "mslesion.report_tables": "mslesion.report.tables",
     "mslesion.figures": "mslesion.report.figures",
     "mslesion.experiments": "mslesion.study.experiments",
@@ -80,13 +85,34 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         new = MOVED_MODULES[spec.name]
+        if isinstance(new, tuple):
+            _warn(spec.name, " and ".join(new))
+            return _SplitModule(spec.name, new)
         _warn(spec.name, new)
         module = importlib.import_module(new)
         self._spec = module.__spec__  # the import machinery overwrites __spec__ on the module it is handed
         return module
 
     def exec_module(self, module):
-        module.__spec__ = self._spec
+        if not isinstance(module, _SplitModule):
+            module.__spec__ = self._spec
+
+
+class _SplitModule(types.ModuleType):
+    """Stand-in for a module that was split: its names are those of its successors."""
+
+    def __init__(self, name: str, successors: tuple[str, ...]):
+        super().__init__(name, f"moved to {', '.join(successors)}")
+        self.__successors = successors
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        for successor in self.__successors:
+            module = importlib.import_module(successor)
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r} (it moved to {self.__successors})")
 
 
 def install() -> None:

@@ -9,7 +9,11 @@ import pytest
 from mslesion.compat import MOVED_ATTRIBUTES, MOVED_MODULES
 
 
-@pytest.mark.parametrize("old", sorted(MOVED_MODULES))
+MOVED = sorted(old for old, new in MOVED_MODULES.items() if isinstance(new, str))
+SPLIT = sorted(old for old, new in MOVED_MODULES.items() if isinstance(new, tuple))
+
+
+@pytest.mark.parametrize("old", MOVED)
 def test_old_module_name_is_the_new_module_with_a_warning(old):
     new = importlib.import_module(MOVED_MODULES[old])
     sys.modules.pop(old, None)
@@ -17,6 +21,20 @@ def test_old_module_name_is_the_new_module_with_a_warning(old):
         alias = importlib.import_module(old)
     assert alias is new
     assert new.__spec__.name == new.__name__ == MOVED_MODULES[old]  # the move does not rename the real module
+
+
+@pytest.mark.parametrize("old", SPLIT)
+def test_a_split_module_still_offers_every_public_name_of_its_successors(old):
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {MOVED_MODULES[old][0]} and "):
+        alias = importlib.import_module(old)
+    for successor in MOVED_MODULES[old]:
+        module = importlib.import_module(successor)
+        for name in module.__all__:
+            assert getattr(alias, name) is getattr(importlib.import_module(
+                next(s for s in MOVED_MODULES[old] if hasattr(importlib.import_module(s), name))), name), name
+    with pytest.raises(AttributeError, match="it moved to"):
+        alias.no_such_name  # noqa: B018
 
 
 @pytest.mark.parametrize(("package", "name"), sorted(MOVED_ATTRIBUTES))
@@ -47,7 +65,8 @@ def test_old_from_import_form_in_a_fresh_interpreter():
 
 def test_the_package_itself_uses_only_new_paths():
     # every module at its new place imports with the "moved to" warning turned into an error
-    modules = sorted(set(MOVED_MODULES.values()) | {"mslesion.cli", "mslesion.models"})
+    modules = sorted({m for new in MOVED_MODULES.values() for m in ((new,) if isinstance(new, str) else new)}
+                     | {"mslesion.cli", "mslesion.models"})  # fmt: skip
     code = "import importlib\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
     proc = subprocess.run([sys.executable, "-W", "error:mslesion.:DeprecationWarning", "-c", code],
                           capture_output=True, text=True, timeout=300)  # fmt: skip

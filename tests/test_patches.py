@@ -9,17 +9,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from mslesion.train.patches import (
-    PatchSampler,
-    PreparedVolume,
-    augment_patch,
-    extract_patch,
-    gaussian_importance,
-    open_volume,
-    patch_grid,
-    prepare_volumes,
-    sliding_window_predict,
-)
+from mslesion.data.volumes3d import PreparedVolume, open_volume, prepare_volumes
+from mslesion.infer.sliding_window import gaussian_importance, sliding_window_predict
+from mslesion.train.patches import PatchSampler, augment_patch, extract_patch, patch_grid
 
 from .conftest import write_muslim_patient
 

@@ -103,8 +103,8 @@ def test_no_tensorflow_import(module):
 def test_train_3d_and_evaluate_3d_on_synthetic_cohort(tmp_path):
     """Small widths, 32^3 patches at stride 16, 8 epochs on 4 training patients (~1-2 min on 2 CPU cores)."""
     from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.volumes3d import prepare_volumes
     from mslesion.evaluate.evaluation3d import evaluate_3d
-    from mslesion.train.patches import prepare_volumes
     from mslesion.train.training3d import train_3d
 
     generate_cohort(tmp_path / "raw", 6, seed=0, shape=(64, 64, 32), spacing_mm=(3, 3, 3))

@@ -20,10 +20,10 @@ from mslesion.cli import main
 from mslesion.data.cohort import check_patient_id, discover_cases
 from mslesion.data.prep import PrepConfig, prepare_dataset, read_manifest
 from mslesion.data.synthetic import generate_cohort
+from mslesion.data.volumes3d import prepare_volumes
 from mslesion.errors import BadPatientIdError
 from mslesion.outputs import MARKER, OutputError, OutputLockedError
 from mslesion.report.build import ReportConfig, build_report
-from mslesion.train.patches import prepare_volumes
 
 from .conftest import write_muslim_patient
 

@@ -54,7 +54,7 @@ def dataset(tmp_path_factory) -> Path:
 def volumes(tmp_path_factory) -> Path:
     """4 synthetic patients at 32x32x16 for 3D runs (2 train, 1 val, 1 test)."""
     from mslesion.data.synthetic import generate_cohort
-    from mslesion.train.patches import prepare_volumes
+    from mslesion.data.volumes3d import prepare_volumes
 
     root = tmp_path_factory.mktemp("safety3d")
     generate_cohort(root / "raw", 4, seed=0, shape=(32, 32, 16), spacing_mm=(3, 3, 3))

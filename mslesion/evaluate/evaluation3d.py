@@ -31,11 +31,12 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
     ``masks/<patient>_pred.nii.gz`` with the source image's affine and header (the source files must
     still exist). The folder is written whole; an earlier evaluation is replaced only with ``config.overwrite``.
     """
+    from mslesion.data.volumes3d import open_volume
     from mslesion.infer.inference import checkpoint_path, write_mask_like
+    from mslesion.infer.sliding_window import sliding_window_predict
     from mslesion.models import load_model
     from mslesion.outputs import output_dir
     from mslesion.train.datasets import split_patients_of
-    from mslesion.train.patches import open_volume, sliding_window_predict
 
     config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
     run_dir = Path(run_dir)

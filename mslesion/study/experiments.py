@@ -98,8 +98,8 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     are prepared (and their split checked) before any training starts.
     """
     from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.volumes3d import prepare_volumes
     from mslesion.fileio import load_json
-    from mslesion.train.patches import prepare_volumes
     from mslesion.train.training import train
     from mslesion.train.training3d import train_3d
 

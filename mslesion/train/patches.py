@@ -1,151 +1,27 @@
-"""Whole normalised volumes -> 3D training patches, and patch predictions -> volumes (the 3DR2AUNet paper, 2024).
-
-:func:`prepare_volumes` writes one z-scored ``(Z, H, W, C)`` volume per patient
-(the whole folder is built beside the target and swapped in when complete)::
-
-    <out>/<patient>/volume.npy   (Z, H, W, C) float32, each channel z-scored over its foreground
-    <out>/<patient>/mask.npy     (Z, H, W) uint8 {0, 1}
-    <out>/<patient>/meta.json    spacing, source files, affine, axcodes, normalisation
-    <out>/{splits.json, prep3d_config.json, failures.csv}
+"""3D training patches (the 3DR2AUNet paper, 2024): the patch grid, patch augmentation and :class:`PatchSampler`.
 
 Patches lie on a regular grid (:func:`patch_grid`, the last patch flush with
 the far edge); an axis shorter than the patch is padded at its far end with the
 channel's minimum (the air), both when sampling and in
-:func:`sliding_window_predict`, which crops the padding away again.
+:func:`mslesion.infer.sliding_window.sliding_window_predict`, which crops the padding away again.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 from scipy import ndimage
 
-from mslesion import __version__
-from mslesion.data.cohort import discover_cases
-from mslesion.data.intensity import fit_normalisation, foreground_mask
-from mslesion.data.loading import load_case
-from mslesion.data.splits import save_splits, split_patients
-from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
-from mslesion.fileio import load_json, load_npy, save_csv, save_json, save_npy
-from mslesion.outputs import check_inside, check_output, output_dir
-from mslesion.paths import PREP3D_CONFIG, SPLITS
+from mslesion.data.volumes3d import PreparedVolume
 
-__all__ = [
-    "PreparedVolume", "prepare_volumes", "open_volume", "patch_grid", "extract_patch", "augment_patch",
-    "PatchSampler", "gaussian_importance", "sliding_window_predict",
-]  # fmt: skip
+__all__ = ["patch_grid", "extract_patch", "augment_patch", "PatchSampler", "pad_values", "Triple"]
+
 
 Triple = tuple[int, int, int]
-
-
-@dataclass
-class PreparedVolume:
-    """One prepared patient: ``volume`` (Z, H, W, C) float32, ``mask`` (Z, H, W) uint8, ``meta``."""
-
-    patient: str
-    volume: np.ndarray
-    mask: np.ndarray
-    meta: dict
-
-
-def prepare_volumes(
-    source: str | Path, out_dir: str | Path, modalities: Sequence[str] = ("flair",), normalisation: str = "zscore",
-    split: str = "train_val_test", test_fraction: float = 0.2, val_fraction: float = 0.2, folds: int = 5,
-    seed: int = 0, layout: str = "auto", image_patterns: dict | None = None, mask_patterns: dict | None = None,
-    mask_modality: str | None = None, allow_empty_masks: bool = False, foreground: str = "auto",
-    overwrite: bool = False,
-) -> dict:  # fmt: skip
-    """Write every patient of ``source`` as a normalised whole volume (layout in the module doc).
-
-    Each modality is normalised on its own foreground (:func:`mslesion.data.intensity.fit_normalisation`).
-    Patients that fail to load are listed in ``failures.csv`` and skipped; splits
-    (:func:`mslesion.data.splits.split_patients`) are over the prepared patients.
-
-    ``out_dir`` follows :func:`mslesion.outputs.output_dir`: new, empty, or (with
-    ``overwrite``) volumes this toolkit wrote; never the source or around it.
-    When every patient fails nothing is written.
-
-    Returns:
-        ``{"out_dir", "patients", "failures", "unmatched_files"}``.
-    """
-    out_dir = Path(out_dir)
-    check_output(out_dir, "volumes3d", overwrite=overwrite, inputs=[source])
-    found = discover_cases(source, layout, image_patterns, mask_patterns)
-    config = {"kind": "volumes3d", "source": str(Path(source).resolve()), "layout": layout,
-              "layout_found": found.layout, "image_patterns": image_patterns, "mask_patterns": mask_patterns,
-              "modalities": list(modalities),
-              "mask_modality": mask_modality, "allow_empty_masks": allow_empty_masks, "foreground": foreground,
-              "normalisation": normalisation, "split": split, "test_fraction": test_fraction,
-              "val_fraction": val_fraction, "folds": folds, "seed": seed, "mslesion_version": __version__}  # fmt: skip
-    prepared, failures = [], list(found.rejected)
-    try:
-        _write_volumes(source, out_dir, found, config, prepared, failures, overwrite)
-    except _NothingPrepared:
-        pass
-    return {"out_dir": out_dir, "patients": prepared, "failures": failures,
-            "unmatched_files": [str(p) for p in found.unmatched]}  # fmt: skip
-
-
-class _NothingPrepared(Exception):
-    """Every patient failed: leave ``out_dir`` as it was."""
-
-
-def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, failures: list,
-                   overwrite: bool) -> None:  # fmt: skip
-    modalities, mask_modality, allow_empty_masks = config["modalities"], config["mask_modality"], \
-        config["allow_empty_masks"]  # fmt: skip
-    foreground, normalisation = config["foreground"], config["normalisation"]
-    split, seed, folds = config["split"], config["seed"], config["folds"]
-    test_fraction, val_fraction = config["test_fraction"], config["val_fraction"]
-    with output_dir(out_dir, "volumes3d", overwrite=overwrite, inputs=[source]) as tmp:
-        for case in found.cases:
-            try:
-                loaded = load_case(case, modalities, mask_modality, allow_empty_masks)
-            except MslesionError as exc:
-                failures.append(failure_row(case.patient_id, exc))
-                continue
-            volume = np.empty(loaded.stack.shape, np.float32)
-            norms = []
-            for c in range(volume.shape[-1]):
-                channel = loaded.stack[..., c]
-                norm = fit_normalisation(channel, foreground_mask(channel, foreground), normalisation)
-                volume[..., c] = norm.apply(channel)
-                norms.append(norm.to_dict())
-            folder = check_inside(tmp, tmp / case.patient_id)
-            save_npy(folder / "volume.npy", volume)
-            save_npy(folder / "mask.npy", loaded.mask.astype(np.uint8))
-            save_json(folder / "meta.json", {
-                "patient": loaded.patient_id, "modalities": loaded.modalities, "shape_zhw": list(volume.shape[:3]),
-                "spacing_zhw_mm": loaded.spacing_zhw_mm, "normalisation": norms,
-                "lesion_voxels": int(np.count_nonzero(loaded.mask)),
-                "source": {"image_files": [str(p) for p in loaded.image_files],
-                           "mask_file": [str(p) for p in loaded.mask_file] if isinstance(loaded.mask_file, list)
-                           else (str(loaded.mask_file) if loaded.mask_file else None),
-                           "affine": loaded.affine, "axcodes": loaded.axcodes, "shape": loaded.source_shape},
-            })  # fmt: skip
-            prepared.append(case.patient_id)
-        if not prepared:
-            raise _NothingPrepared
-        save_csv(tmp / "failures.csv", failures, columns=FAILURE_COLUMNS)
-        save_json(tmp / PREP3D_CONFIG, {**config, "patients": prepared, "n_failures": len(failures)})
-        if prepared:
-            save_splits(tmp / SPLITS, split_patients(prepared, split, test_fraction=test_fraction,
-                        val_fraction=val_fraction, k=min(folds, max(len(prepared), 2)), seed=seed))  # fmt: skip
-
-
-def open_volume(dataset_dir: str | Path, patient: str, mmap: bool = True) -> PreparedVolume:
-    """One prepared patient (arrays memory-mapped read-only by default)."""
-    folder = Path(dataset_dir) / str(patient)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such patient in the prepared volumes")
-    return PreparedVolume(str(patient), load_npy(folder / "volume.npy", mmap), load_npy(folder / "mask.npy", mmap),
-                          load_json(folder / "meta.json"))  # fmt: skip
 
 
 def _starts(n: int, p: int, s: int) -> list[int]:
@@ -178,7 +54,7 @@ def extract_patch(array: np.ndarray, corner: Sequence[int], patch: Sequence[int]
     return out
 
 
-def _pad_values(volume: np.ndarray, patch: Sequence[int]) -> np.ndarray | float:
+def pad_values(volume: np.ndarray, patch: Sequence[int]) -> np.ndarray | float:
     """Per-channel minimum when some axis needs padding (0 otherwise: unused)."""
     if all(n >= p for n, p in zip(volume.shape[:3], patch)):
         return 0.0
@@ -245,7 +121,7 @@ class PatchSampler(keras.utils.PyDataset):
         self.volumes, self.batch_size, self.patch = list(volumes), int(batch_size), tuple(int(p) for p in patch)
         self.lesion_fraction, self.augment, self.shuffle, self.seed = lesion_fraction, augment, shuffle, seed
         self.augment_params = {"rotate_deg": rotate_deg, "elastic_alpha_vox": elastic_alpha_vox}
-        self.pad_values = [_pad_values(v.volume, self.patch) for v in self.volumes]
+        self.pad_values = [pad_values(v.volume, self.patch) for v in self.volumes]
         index, lesion = [], []
         for i, v in enumerate(self.volumes):
             for corner in patch_grid(v.volume.shape, self.patch, stride):
@@ -299,53 +175,3 @@ def _cycle(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
     """``n`` items of ``pool``: whole random permutations one after another, the last cut short."""
     reps = math.ceil(n / len(pool)) if n else 0
     return np.concatenate([rng.permutation(pool) for _ in range(reps)] or [pool[:0]])[:n]
-
-
-def gaussian_importance(patch: Sequence[int], sigma_scale: float = 1 / 8) -> np.ndarray:
-    """Separable Gaussian centred in the patch, sigma = ``sigma_scale`` * size, max 1, floored at 1e-6 (nnU-Net)."""
-    g = np.ones((), np.float64)
-    for p in patch:
-        axis = np.exp(-0.5 * ((np.arange(p) - (p - 1) / 2) / (sigma_scale * p)) ** 2)
-        g = np.multiply.outer(g, axis)
-    return np.maximum(g / g.max(), 1e-6).astype(np.float32)
-
-
-def sliding_window_predict(predict_fn: Callable[[np.ndarray], np.ndarray], volume: np.ndarray,
-                           patch: Sequence[int] = (64, 64, 64), stride: Sequence[int] = (32, 32, 32),
-                           batch_size: int = 2, blend: str = "gaussian") -> np.ndarray:  # fmt: skip
-    """Predict a whole volume from overlapping patches.
-
-    Args:
-        predict_fn: ``(B, D, H, W, C)`` float32 -> ``(B, D, H, W)`` or ``(B, D, H, W, K)`` (e.g.
-            ``model.predict_on_batch``).
-        volume: ``(Z, H, W, C)`` (or ``(Z, H, W)``: one channel).
-        blend: ``gaussian`` (weights of :func:`gaussian_importance`) or ``mean`` (uniform).
-
-    Returns:
-        ``(Z, H, W)`` float32 (``(Z, H, W, K)`` when K > 1): the weighted mean of
-        every patch prediction covering each voxel. Memory: two volume-sized
-        float32 accumulators plus one batch of patches; patches are never all held.
-    """
-    if blend not in ("gaussian", "mean"):
-        raise ValueError(f"blend must be 'gaussian' or 'mean', not {blend!r}")
-    volume = volume[..., None] if volume.ndim == 3 else volume
-    patch, shape = tuple(int(p) for p in patch), volume.shape[:3]
-    padded = tuple(max(n, p) for n, p in zip(shape, patch))
-    weight = gaussian_importance(patch) if blend == "gaussian" else np.ones(patch, np.float32)
-    pad, corners = _pad_values(volume, patch), patch_grid(shape, patch, stride)
-    total, acc = np.zeros(padded, np.float32), None
-    for start in range(0, len(corners), batch_size):
-        chunk = corners[start : start + batch_size]
-        x = np.stack([extract_patch(volume, c, patch, pad) for c in chunk]).astype(np.float32, copy=False)
-        out = np.asarray(predict_fn(x), np.float32)
-        out = out[..., 0] if out.ndim == 5 and out.shape[-1] == 1 else out
-        if acc is None:
-            acc = np.zeros(padded + out.shape[4:], np.float32)
-        w = weight if out.ndim == 4 else weight[..., None]
-        for c, o in zip(chunk, out):
-            region = tuple(slice(ci, ci + p) for ci, p in zip(c, patch))
-            acc[region] += o * w
-            total[region] += weight
-    np.divide(acc, total if acc.ndim == 3 else total[..., None], out=acc)
-    crop = acc[: shape[0], : shape[1], : shape[2]]
-    return crop if crop.shape[:3] == acc.shape[:3] else np.ascontiguousarray(crop)

@@ -30,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.configs import config_from_dict
+from mslesion.data.volumes3d import open_volume
 from mslesion.paths import FINAL, PREP3D_CONFIG
 from mslesion.train.budget import EpochTimer, TimeBudget
 from mslesion.train.config import train_val_patients
 from mslesion.train.datasets import split_patients_of
-from mslesion.train.patches import PatchSampler, open_volume
+from mslesion.train.patches import PatchSampler
 from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, save_model
 from mslesion.train.runfolder import check_run_inputs, is_finished, mark_started, open_run, write_run_records
 

@@ -1,0 +1,145 @@
+"""Data subcommands: ``synth``, ``prep``, ``split``, ``prep3d``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mslesion.cli.options import key_value_pairs
+
+__all__ = ["add_synth", "add_prep", "add_split", "add_prep3d"]
+
+
+def add_synth(subparsers) -> None:
+    p = subparsers.add_parser("synth", help="write a synthetic MS cohort as NIfTI (Muslim et al. layout)")
+    p.add_argument("out_dir", type=Path, nargs="?", default=Path("data/raw/synthetic"))
+    p.add_argument("--patients", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", type=int, nargs=3, default=(256, 256, 24), metavar=("X", "Y", "Z"))
+    p.add_argument("--spacing", type=float, nargs=3, default=(0.9, 0.9, 5.0), metavar=("SX", "SY", "SZ"),
+                   help="voxel size in mm")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a synthetic cohort written there before")
+
+    def run(a):
+        from mslesion.data.synthetic import generate_cohort
+
+        folders = generate_cohort(a.out_dir, a.patients, a.seed, tuple(a.shape), tuple(a.spacing), overwrite=a.overwrite)
+        print(f"wrote {len(folders)} patients to {a.out_dir}")
+
+    p.set_defaults(run=run)
+
+
+def add_prep(subparsers) -> None:
+    from mslesion.data.cohort import LAYOUTS
+    from mslesion.data.geometry import FITS
+    from mslesion.data.intensity import NORMALISATIONS
+    from mslesion.data.prep import PrepConfig
+    from mslesion.data.slicing import SELECTIONS
+    from mslesion.data.splits import SPLIT_MODES
+
+    d = PrepConfig()
+    p = subparsers.add_parser("prep", help="extract normalised 2D slices (.npy) from volumes, split by patient")
+    p.add_argument("source", type=Path, help="dataset folder (Muslim, Ljubljana, LGG layout, or use patterns)")
+    p.add_argument("out_dir", type=Path, help="dataset folder to write")
+    p.add_argument("--layout", choices=LAYOUTS, default=d.layout)
+    p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",
+                   help="e.g. flair='{patient}/{patient}_FLAIR.nii.gz' (repeat per modality)")  # fmt: skip
+    p.add_argument("--mask-pattern", action="append", metavar="MOD=PATTERN")
+    p.add_argument("--modalities", nargs="+", default=list(d.modalities), help="channels, e.g. flair t1 t2")
+    p.add_argument("--mask-modality", default=None, help="whose lesion mask to use (default: first modality)")
+    p.add_argument("--allow-empty-masks", action="store_true", help="accept patients without lesions")
+    p.add_argument("--selection", choices=SELECTIONS, default=d.selection)
+    p.add_argument("--entropy-threshold", type=float, default=d.entropy_threshold_bits, help="bits/pixel")
+    p.add_argument("--min-foreground", type=float, default=d.min_foreground_fraction,
+                   help="for --selection brain: least fraction of the slice inside the head")  # fmt: skip
+    p.add_argument("--normalisation", choices=NORMALISATIONS, default=d.normalisation)
+    p.add_argument("--percentiles", type=float, nargs=2, default=d.percentiles)
+    p.add_argument("--background", choices=("zero", "keep"), default=d.background,
+                   help="outside the foreground after normalisation: 0 (default, nnU-Net) or the normalised values")
+    p.add_argument("--size", type=int, nargs=2, default=d.size, metavar=("H", "W"))
+    p.add_argument("--fit", choices=FITS, default=d.fit)
+    p.add_argument("--context", type=int, default=d.context, help="2.5D: odd number of adjacent slices as channels")
+    p.add_argument("--context-padding", choices=("edge", "zero"), default=d.context_padding)
+    p.add_argument("--crop", choices=("none", "brain"), default=d.crop,
+                   help="brain: crop slices to the head's bounding box (Rondinella et al. 2023), undone at evaluation")  # fmt: skip
+    p.add_argument("--crop-margin", type=int, default=d.crop_margin, help="pixels kept around the box")
+    p.add_argument("--split", choices=SPLIT_MODES, default=d.split)
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
+    p.add_argument("--folds", type=int, default=d.folds)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--jobs", type=int, default=1, help="patients prepared in parallel")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset mslesion prep wrote at OUT before")
+
+    def run(a):
+        from mslesion.data.prep import prepare_dataset
+
+        config = PrepConfig(
+            layout=a.layout, image_patterns=key_value_pairs(a.image_pattern, "--image-pattern"),
+            mask_patterns=key_value_pairs(a.mask_pattern, "--mask-pattern"), modalities=tuple(a.modalities),
+            mask_modality=a.mask_modality, allow_empty_masks=a.allow_empty_masks, selection=a.selection,
+            entropy_threshold_bits=a.entropy_threshold, min_foreground_fraction=a.min_foreground,
+            normalisation=a.normalisation, percentiles=tuple(a.percentiles), background=a.background,
+            size=tuple(a.size), fit=a.fit,
+            context=a.context, context_padding=a.context_padding, crop=a.crop, crop_margin=a.crop_margin,
+            split=a.split, test_fraction=a.test_fraction,
+            val_fraction=a.val_fraction, folds=a.folds, seed=a.seed,
+        )  # fmt: skip
+        summary = prepare_dataset(a.source, a.out_dir, config, jobs=a.jobs, progress=not a.no_progress,
+                                  overwrite=a.overwrite)  # fmt: skip
+        print(summary)
+        return 1 if summary.patients == 0 else 0
+
+    p.set_defaults(run=run)
+
+
+def add_split(subparsers) -> None:
+    from mslesion.data.splits import SPLIT_MODES
+
+    p = subparsers.add_parser("split", help="(re)split a prepared dataset's patients; writes splits.json")
+    p.add_argument("dataset_dir", type=Path)
+    p.add_argument("--mode", choices=SPLIT_MODES, default="holdout")
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the dataset's existing splits.json")
+
+    def run(a):
+        from mslesion.data.prep import resplit_dataset
+
+        splits = resplit_dataset(a.dataset_dir, a.mode, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
+                                 folds=a.folds, seed=a.seed, overwrite=a.overwrite)  # fmt: skip
+        for i, fold in enumerate(splits["folds"]):
+            print(f"fold {i}: " + ", ".join(f"{k} {len(v)}" for k, v in fold.items()))
+
+    p.set_defaults(run=run)
+
+
+def add_prep3d(subparsers) -> None:
+    from mslesion.data.splits import SPLIT_MODES
+
+    p = subparsers.add_parser("prep3d", help="normalised whole volumes (.npy) for 3D patch models (the 3DR2AUNet paper, 2024)")
+    p.add_argument("source", type=Path)
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--layout", default="auto")
+    p.add_argument("--modalities", nargs="+", default=["flair"])
+    p.add_argument("--split", choices=SPLIT_MODES, default="train_val_test")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-empty-masks", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace volumes mslesion prep3d wrote at OUT before")
+
+    def run(a):
+        from mslesion.data.volumes3d import prepare_volumes
+
+        done = prepare_volumes(a.source, a.out_dir, tuple(a.modalities), split=a.split, test_fraction=a.test_fraction,
+                               val_fraction=a.val_fraction, seed=a.seed, layout=a.layout,
+                               allow_empty_masks=a.allow_empty_masks, overwrite=a.overwrite)  # fmt: skip
+        print(f"volumes: {done['out_dir']}: {len(done['patients'])} patients, {len(done['failures'])} failed")
+        for f in done["failures"]:
+            print(f"  FAILED {f['patient']}: {f['error']}: {f['message']}")
+        return 1 if not done["patients"] else 0
+
+    p.set_defaults(run=run)

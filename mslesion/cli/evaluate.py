@@ -1,0 +1,141 @@
+"""Prediction and scoring subcommands: ``evaluate``, ``score``, ``predict``, ``export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mslesion.cli.options import key_value_pairs
+
+__all__ = ["add_evaluate", "add_score", "add_predict", "add_export"]
+
+
+def add_evaluate(subparsers) -> None:
+    from mslesion.evaluate.config import EvalConfig
+    from mslesion.infer.inference import CHECKPOINTS
+    from mslesion.infer.tta import TTA_MODES
+
+    d = EvalConfig()
+    p = subparsers.add_parser("evaluate", help="score a run per patient on whole volumes (voxel, HD95, lesion-wise)")
+    p.add_argument("run_dir", type=Path, nargs="+", help="run folder(s) from mslesion train")
+    p.add_argument("--part", default=d.part, help="split part of the run's dataset (default test)")
+    p.add_argument("--source", help="a folder of other patients with masks (any layout prep reads) instead")
+    p.add_argument("--layout", default=d.layout, help="layout of --source")
+    p.add_argument("--patients", nargs="+", help="only these patient ids")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=d.checkpoint, help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
+    p.add_argument("--threshold", type=float, default=d.threshold)
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=d.connectivity)
+    p.add_argument("--detection-fraction", type=float, default=d.detection_fraction,
+                   help="fraction of a lesion that must be predicted to count as found (0: any overlap)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--write-masks", action="store_true", help="save predicted masks (NIfTI with the source affine)")
+    p.add_argument("--out-dir", help="output folder (default <run>/eval_<part>[_tta-<mode>]); one run or --ensemble")
+    p.add_argument("--overwrite", action="store_true", help="replace an evaluation written there before")
+    p.add_argument("--tta", choices=TTA_MODES, default=d.tta,
+                   help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
+    p.add_argument("--ensemble", action="store_true",
+                   help="score the run folders as one ensemble (mean probability; needs --out-dir)")
+
+    def run(a):
+        from mslesion.evaluate.evaluation import evaluate
+
+        if a.out_dir and len(a.run_dir) > 1 and not a.ensemble:
+            raise SystemExit("--out-dir needs a single run folder, or --ensemble")
+        if a.ensemble and not a.out_dir:
+            raise SystemExit("--ensemble needs --out-dir: the evaluation belongs to no single run")
+        groups = [a.run_dir] if a.ensemble else [[r] for r in a.run_dir]
+        for first, *more in groups:
+            config = EvalConfig(part=a.part, source=a.source, layout=a.layout, patients=a.patients,
+                                checkpoint=a.checkpoint, threshold=a.threshold, connectivity=a.connectivity,
+                                detection_fraction=a.detection_fraction, batch_size=a.batch_size,
+                                write_masks=a.write_masks, out_dir=a.out_dir, overwrite=a.overwrite, tta=a.tta,
+                                ensemble=[str(m) for m in more] or None)  # fmt: skip
+            print(f"evaluating {first}" + (f" with {len(more)} more run(s) as one ensemble" if more else "")
+                  + (f", test-time augmentation {a.tta}" if a.tta != "none" else ""))  # fmt: skip
+            out = evaluate(first, config)
+            print(f"per-patient results: {out / 'per_patient.csv'}")
+
+    p.set_defaults(run=run)
+
+
+def add_score(subparsers) -> None:
+    p = subparsers.add_parser("score", help="score a folder of predicted masks against reference masks (no model)")
+    p.add_argument("predictions", type=Path, help="folder of predicted masks, <name>.nii.gz or <name>_pred.nii.gz")
+    p.add_argument("references", type=Path, help="folder of reference masks <name>.nii.gz")
+    p.add_argument("--out-dir", type=Path, required=True, help="output folder (per_patient.csv, summary.json, ...)")
+    p.add_argument("--threshold", type=float, default=0.5, help="cut for probability maps (binary masks: any)")
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument("--detection-fraction", type=float, default=0.0,
+                   help="fraction of a lesion that must be predicted to count as found (0: any overlap)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a scoring written there before")
+
+    def run(a):
+        from mslesion.evaluate.folder import score_folder
+
+        print(f"scoring {a.predictions} against {a.references}")
+        out = score_folder(a.predictions, a.references, a.out_dir, threshold=a.threshold, connectivity=a.connectivity,
+                           detection_fraction=a.detection_fraction, overwrite=a.overwrite)  # fmt: skip
+        print(f"per-patient results: {out / 'per_patient.csv'}")
+
+    p.set_defaults(run=run)
+
+
+def add_predict(subparsers) -> None:
+    from mslesion.data.cohort import LAYOUTS
+    from mslesion.infer.inference import CHECKPOINTS
+    from mslesion.infer.tta import TTA_MODES
+
+    p = subparsers.add_parser("predict", help="segment new patients with a trained run: mask NIfTI files + lesions.csv")
+    p.add_argument("run_dir", type=Path, nargs="+",
+                   help="run folder from mslesion train; several: one ensemble (mean probability)")
+    p.add_argument("inputs", type=Path, help="a FLAIR .nii.gz, a folder of them, or a dataset folder")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model", help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
+    p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",
+                   help="e.g. flair='{patient}/FLAIR.nii.gz' (repeat per modality)")  # fmt: skip
+    p.add_argument("--layout", choices=LAYOUTS, default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true", help="replace a predictions folder mslesion wrote at OUT before")
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
+
+    def run(a):
+        from mslesion.infer.predict import predict
+
+        runs = a.run_dir[0] if len(a.run_dir) == 1 else a.run_dir
+        result = predict(runs, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
+                         key_value_pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size,
+                         overwrite=a.overwrite, tta=a.tta)  # fmt: skip
+        if result.predicted:
+            print(f"lesion summary: {result.lesions_csv}")
+        else:
+            print(f"nothing written: no patient could be predicted ({a.out_dir} left as it was)")
+        print(result.summary())
+        return 0 if result.predicted else 1
+
+    p.set_defaults(run=run)
+
+
+def add_export(subparsers) -> None:
+    from mslesion.infer.export import FORMATS
+    from mslesion.infer.inference import CHECKPOINTS
+
+    p = subparsers.add_parser("export", help="export a 2D run for serving: SavedModel, LiteRT (TFLite) or ONNX")
+    p.add_argument("run_dir", type=Path, help="run folder from mslesion train")
+    p.add_argument("out_dir", type=Path, help="new folder: the artifact, preprocessing.json and export.json")
+    p.add_argument("--format", choices=sorted(FORMATS), default="savedmodel")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model")
+    p.add_argument("--overwrite", action="store_true", help="replace an export mslesion wrote at OUT before")
+
+    def run(a):
+        import json
+
+        from mslesion.infer.export import export_run
+
+        artifact = export_run(a.run_dir, a.out_dir, a.format, a.checkpoint, overwrite=a.overwrite)
+        record = json.loads((a.out_dir / "export.json").read_text())
+        print(f"exported {a.run_dir} ({record['checkpoint']}) as {a.format}: {artifact}; probabilities within "
+              f"{record['max_abs_difference']:.2g} of the Keras model; preprocessing: {a.out_dir / 'preprocessing.json'}")
+
+    p.set_defaults(run=run)
