@@ -8,7 +8,6 @@ import pytest
 
 from mslesion.compat import MOVED_ATTRIBUTES, MOVED_MODULES
 
-
 MOVED = sorted(old for old, new in MOVED_MODULES.items() if isinstance(new, str))
 SPLIT = sorted(old for old, new in MOVED_MODULES.items() if isinstance(new, tuple))
 
