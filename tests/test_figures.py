@@ -12,20 +12,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from mslesion.report import figures
+from mslesion.report.curves import plot_accuracy_loss, plot_lesion_brackets, plot_lr_search, plot_metric_curves
 from mslesion.report.figures import (
-    OVERLAY_COLOURS,
-    SOURCES_KEY,
-    overlay_rgb,
-    plot_accuracy_loss,
     plot_attention_maps,
     plot_image_grid,
-    plot_lesion_brackets,
-    plot_lr_search,
-    plot_metric_curves,
     plot_orthogonal_views,
     plot_prediction_examples,
-    save_figure,
 )
+from mslesion.report.plotting import OVERLAY_COLOURS, SOURCES_KEY, overlay_rgb, save_figure
 
 RNG = np.random.default_rng(0)
 COLUMNS = ["accuracy", "dice", "iou", "loss", "val_accuracy", "val_dice", "val_iou", "val_loss"]

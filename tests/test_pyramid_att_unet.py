@@ -169,7 +169,8 @@ def test_plot_attention_maps_one_axis_per_gate_plus_image_and_colourbar():
 
 
 def test_plot_attention_maps_png_is_deterministic(tmp_path):
-    from mslesion.report.figures import plot_attention_maps, save_figure
+    from mslesion.report.figures import plot_attention_maps
+    from mslesion.report.plotting import save_figure
 
     truth = np.zeros((32, 32), bool)
     truth[10:16, 10:16] = True

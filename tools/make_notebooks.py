@@ -142,7 +142,7 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
-    new_code_cell('''from mslesion.report import figures, tables as report_tables
+    new_code_cell('''from mslesion.report import curves, tables as report_tables
 from mslesion.study import experiments
 from mslesion.train import history
 
@@ -153,7 +153,7 @@ runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=
                                      time_budget_minutes=TIME_BUDGET, **accelerator, **options)
 report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, into its results folder'''),
     new_markdown_cell("Validation Dice per epoch for each encoder."),
-    new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): history.read_history(r) for r in runs}, "dice")'''),
+    new_code_cell('''curves.plot_metric_curves({report_tables.run_label(r): history.read_history(r) for r in runs}, "dice")'''),
 ]
 
 NB03 = [
@@ -197,7 +197,7 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
     new_code_cell('''from mslesion.env import workspace
-from mslesion.report import figures, tables as report_tables
+from mslesion.report import curves, tables as report_tables
 from mslesion.study import experiments
 from mslesion.train import history
 from mslesion.study.table_6_1 import REPORT_MODELS
@@ -209,7 +209,7 @@ runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=
                                        time_budget_minutes=TIME_BUDGET, **accelerator, **options)
 report_tables.dice_table(runs)'''),
     new_markdown_cell("Dice per epoch (figures 6.1-6.6)."),
-    new_code_cell('''figures.plot_metric_curves({report_tables.run_label(r): history.read_history(r) for r in runs}, "dice")'''),
+    new_code_cell('''curves.plot_metric_curves({report_tables.run_label(r): history.read_history(r) for r in runs}, "dice")'''),
     new_markdown_cell("""Every run also writes TensorBoard logs (`<run>/tensorboard`: the epoch scalars with the learning
 rate, and per epoch three validation slices as image | truth | prediction). To watch them, also while a training
 cell runs, paste the two lines printed below into a new cell (Kaggle and Colab show TensorBoard inline)."""),

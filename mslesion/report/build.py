@@ -23,6 +23,7 @@ import pandas as pd
 from mslesion.fileio import load_json, save_csv, save_json, save_text
 from mslesion.outputs import output_dir
 from mslesion.paths import PREP_CONFIG
+from mslesion.report import curves, plotting
 from mslesion.report import figures as fig
 from mslesion.report import tables as rt
 from mslesion.train.history import read_history
@@ -67,7 +68,7 @@ class _Writer:
         self.sections.append(paths[1].read_text(encoding="utf-8"))
 
     def figure(self, name: str, figure, caption: str, sources: dict) -> None:
-        fig.save_figure(figure, self.out / "figures" / f"{name}.png", sources)
+        plotting.save_figure(figure, self.out / "figures" / f"{name}.png", sources)
         self.provenance[f"figures/{name}.png"] = sources
         self.sections.append(f"**{caption}**\n\n![{caption}](figures/{name}.png)\n")
 
@@ -254,20 +255,20 @@ def _write_report(config: ReportConfig, out: Path) -> None:
         w.table("lesionwise", lesionwise, "Lesion-wise detection by lesion size (voxels), summed over patients"
                 + (f"; {rules}" if rules else ""), ev)  # fmt: skip
         histories = _histories(runs)
-        w.figure("dice_curves", fig.plot_metric_curves(_flag_titles(histories, unlearned), "dice"),
+        w.figure("dice_curves", curves.plot_metric_curves(_flag_titles(histories, unlearned), "dice"),
                  "Figures 6.1-6.6: Dice per epoch (one y axis for all panels)", src)  # fmt: skip
-        w.figure("accuracy_loss", fig.plot_accuracy_loss(histories), "Appendix I figures: accuracy and loss", src)
+        w.figure("accuracy_loss", curves.plot_accuracy_loss(histories), "Appendix I figures: accuracy and loss", src)
         examples = _examples(runs, config.eval_name)
         if examples:
             w.figure("predictions_good_average_bad", fig.plot_prediction_examples(examples),
                      "Appendix II: good / average / bad predictions by slice-Dice tertile", ev)  # fmt: skip
         if not lesionwise.empty:
-            w.figure("lesion_brackets", fig.plot_lesion_brackets(lesionwise),
+            w.figure("lesion_brackets", curves.plot_lesion_brackets(lesionwise),
                      "Lesion recall and precision by lesion size", ev)  # fmt: skip
     if config.backbone_runs:
         bb = [Path(r) for r in config.backbone_runs]
         w.table("backbone_comparison", rt.backbone_table(bb), "Backbone comparison", {"runs": [str(r) for r in bb]})
-        w.figure("backbone_dice_curves", fig.plot_metric_curves(_flag_titles(_histories(bb), unlearned), "dice"),
+        w.figure("backbone_dice_curves", curves.plot_metric_curves(_flag_titles(_histories(bb), unlearned), "dice"),
                  "Dice per epoch for each encoder", {"runs": [str(r) for r in bb]})  # fmt: skip
     if config.comparison_runs:
         cmp = [Path(r) for r in config.comparison_runs]
@@ -279,13 +280,13 @@ def _write_report(config: ReportConfig, out: Path) -> None:
         table = rt.lr_search_table(tunings)
         tsrc = {"tunings": [str(t) for t in tunings]}
         w.table("lr_search", table, "Learning-rate search: best validation Dice per trial", tsrc)
-        curves = {}
+        trial_curves = {}
         for t in tunings:
             path = t / "trial_histories.json"
             if path.is_file():
-                curves.update({f"trial {k} (lr {table.set_index('trial').learning_rate.get(k, float('nan')):g})": v
-                               for k, v in sorted(load_json(path).items())})  # fmt: skip
-        w.figure("lr_search", fig.plot_lr_search(table, curves or None), "Learning-rate search", tsrc)
+                trial_curves.update({f"trial {k} (lr {table.set_index('trial').learning_rate.get(k, float('nan')):g})": v
+                                     for k, v in sorted(load_json(path).items())})  # fmt: skip
+        w.figure("lr_search", curves.plot_lr_search(table, trial_curves or None), "Learning-rate search", tsrc)
     if config.epoch_study_run:
         run = Path(config.epoch_study_run)
         w.table("epoch_study", rt.epoch_study_table(run, config.epoch_every),
