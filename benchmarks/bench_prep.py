@@ -34,7 +34,8 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mslesion.data.cohort import Case, discover_cases  # noqa: E402
-from mslesion.data.prep import PrepConfig, open_case, prepare_case  # noqa: E402
+from mslesion.data.prep import PrepConfig, prepare_case
+from mslesion.data.reader import open_case  # noqa: E402
 from mslesion.data.slicing import to_native_volume  # noqa: E402
 from mslesion.data.synthetic import generate_cohort  # noqa: E402
 

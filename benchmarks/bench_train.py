@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import_tensorflow()  # without its start-up lines, as the CLI
 
-    from mslesion.data.prep import PrepConfig, prepare_dataset, read_manifest
+    from mslesion.data.prep import PrepConfig, prepare_dataset
+    from mslesion.data.reader import read_manifest
     from mslesion.data.synthetic import generate_cohort
     from mslesion.train.datasets import load_slice_set
 

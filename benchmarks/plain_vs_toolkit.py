@@ -135,7 +135,7 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
 
 def _restrict(dataset: Path, train_ids) -> None:
     """Train on ``train_ids`` only (all patients when None); the others become the test part of ``splits.json``."""
-    from mslesion.data.prep import read_manifest
+    from mslesion.data.reader import read_manifest
     from mslesion.data.splits import load_splits, save_splits
 
     everyone = sorted(set(read_manifest(dataset)["patient"].astype(str)))

@@ -59,7 +59,7 @@ def test_old_from_import_form_in_a_fresh_interpreter():
             "try:\n    from mslesion import prep\nexcept DeprecationWarning as w:\n    print('warned:', w)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "warned: mslesion.prep moved to mslesion.data.prep" in proc.stdout
+    assert "warned: mslesion.prep moved to mslesion.data.prep and mslesion.data.reader" in proc.stdout
 
 
 def test_the_package_itself_uses_only_new_paths():

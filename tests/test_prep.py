@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from mslesion.cli import main
-from mslesion.data.prep import PrepConfig, open_case, prepare_dataset, read_manifest
+from mslesion.data.prep import PrepConfig, prepare_dataset
+from mslesion.data.reader import open_case, read_manifest
 from mslesion.data.slicing import to_native_volume
 
 from .conftest import LGG, LJUBLJANA, phantom, requires, write_muslim_patient, write_nifti

@@ -57,7 +57,7 @@ def test_budget_recaps_bn_momentum_for_the_epochs_it_leaves(dataset, tmp_path, m
 
 
 def test_lesion_slices_only_trains_on_lesion_slices_and_validates_on_all(dataset, tmp_path):
-    from mslesion.data.prep import read_manifest
+    from mslesion.data.reader import read_manifest
 
     run = train({"dataset": str(dataset), "runs_root": str(tmp_path), **TINY, "epochs": 1,
                  "lesion_slices_only": True}, verbose=0)  # fmt: skip

@@ -80,7 +80,7 @@ OVERWRITE = False               # True: replace a dataset this notebook prepared
     new_code_cell('''import os
 from pathlib import Path
 import matplotlib.pyplot as plt
-from mslesion.data import prep, splits
+from mslesion.data import prep, reader, splits
 from mslesion.env import workspace
 
 work = workspace.working_folder(WORK)
@@ -92,11 +92,11 @@ summary = prep.prepare_dataset(source, out, config, jobs=os.cpu_count() or 1, ov
 print(summary)
 print(workspace.describe_dataset(out))'''),
     new_markdown_cell("Slices with their masks (the backbone report's figure 4.4): the slice of each of the first patients with the most lesion pixels."),
-    new_code_cell('''manifest = prep.read_manifest(out)
+    new_code_cell('''manifest = reader.read_manifest(out)
 best = manifest.loc[manifest.groupby("patient").lesion_pixels.idxmax()].head(4)
 fig, axes = plt.subplots(2, len(best), figsize=(3 * len(best), 6), squeeze=False)
 for col, row in enumerate(best.itertuples()):
-    image, mask, meta = prep.open_case(out, row.patient)
+    image, mask, meta = reader.open_case(out, row.patient)
     centre = image.shape[-1] // 2
     axes[0, col].imshow(image[row.row, ..., centre], cmap="gray")
     axes[1, col].imshow(mask[row.row, ..., 0], cmap="gray")

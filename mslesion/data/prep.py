@@ -27,15 +27,16 @@ import numpy as np
 from mslesion import __version__
 from mslesion.data.cohort import Case, discover_cases
 from mslesion.data.loading import LoadedCase, load_case
+from mslesion.data.reader import read_manifest
 from mslesion.data.slicing import CaseSlices, slice_case
 from mslesion.data.splits import save_splits, split_patients
 from mslesion.errors import MslesionError, failure_row
-from mslesion.fileio import atomic_dir, crash_point, load_json, load_npy, save_json, save_npy, save_text
+from mslesion.fileio import atomic_dir, crash_point, save_json, save_npy, save_text
 from mslesion.outputs import MARKER, OutputError, check_inside, check_output, locked, output_dir, read_marker
 from mslesion.paths import MANIFEST, PREP_CONFIG, SPLITS
 
-__all__ = ["PrepConfig", "PrepSummary", "prepare_dataset", "prepare_case", "open_case", "read_manifest",
-           "resplit_dataset"]
+__all__ = ["PrepConfig", "PrepSummary", "prepare_dataset", "prepare_case", "resplit_dataset", "MANIFEST_COLUMNS"]
+
 
 MANIFEST_COLUMNS = [
     "patient", "row", "slice_index", "lesion_pixels", "lesion_pixels_native", "native_shape",
@@ -319,18 +320,3 @@ def resplit_dataset(dataset_dir: str | Path, mode: str = "holdout", *, test_frac
                                 seed=seed)  # fmt: skip
         save_splits(folder / SPLITS, splits)
     return splits
-
-
-def read_manifest(dataset_dir: str | Path):
-    """The dataset's ``manifest.csv`` as a pandas DataFrame (patient ids as strings)."""
-    import pandas as pd
-
-    return pd.read_csv(Path(dataset_dir) / MANIFEST, dtype={"patient": str})
-
-
-def open_case(dataset_dir: str | Path, patient: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-    """One patient's ``(image, mask, meta)``; arrays memory-mapped read-only by default."""
-    folder = Path(dataset_dir) / str(patient)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such patient in the dataset")
-    return load_npy(folder / "image.npy", mmap), load_npy(folder / "mask.npy", mmap), load_json(folder / "meta.json")

@@ -186,7 +186,7 @@ def is_synthetic(source: str | Path) -> bool:
 
 def describe_dataset(dataset: str | Path, fold: int = 0) -> str:
     """One line on what a prepared dataset holds: its source (real or synthetic), patients, slices, split."""
-    from mslesion.data.prep import read_manifest
+    from mslesion.data.reader import read_manifest
     from mslesion.data.splits import load_splits
     from mslesion.fileio import load_json
 

@@ -131,7 +131,7 @@ def _largest_lesion_slices(manifest: pd.DataFrame, n: int = 4) -> pd.DataFrame:
 
 def _load_slices(dataset: Path, rows: pd.DataFrame) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """The centre channel, the mask and a title of each manifest row's slice."""
-    from mslesion.data.prep import open_case
+    from mslesion.data.reader import open_case
 
     images, masks, titles = [], [], []
     for row in rows.itertuples():
@@ -147,7 +147,7 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
     lesion pixels, with its mask) and 4.1 (orthogonal views) from a dataset."""
     from mslesion.data.cohort import discover_cases
     from mslesion.data.loading import load_case
-    from mslesion.data.prep import read_manifest
+    from mslesion.data.reader import read_manifest
 
     dataset = Path(dataset)
     manifest = read_manifest(dataset)
@@ -185,7 +185,7 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
 
 def attention_figure(run: str | Path, writer: _Writer | None = None, eval_name: str = "eval_test"):
     """Attention coefficients of a pyramid attention U-Net's gates on the test slice with most lesion."""
-    from mslesion.data.prep import open_case, read_manifest
+    from mslesion.data.reader import open_case, read_manifest
     from mslesion.infer.inference import open_run
     from mslesion.models.pyramid_att_unet import attention_maps
     from mslesion.train.datasets import split_patients_of

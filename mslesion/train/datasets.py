@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mslesion.data.prep import open_case, read_manifest
+from mslesion.data.reader import open_case, read_manifest
 from mslesion.data.splits import load_splits
 from mslesion.paths import SPLITS
 from mslesion.train.augmentation import Augmentation, apply_paired
