@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training configurations compared on one prepared dataset, under one training-time budget.
 
-For each named configuration of ``mslesion.study.experiments.TRAINING_CONFIGS`` (seed
+For each named configuration of ``mslesion.study.recipes.TRAINING_CONFIGS`` (seed
 000's BCE on lesion slices, the README's soft Dice, BCE + Dice with and without
 augmentation and balanced sampling, focal Tversky), it trains the same model on
 fold ``--fold`` of ``DATASET``'s ``splits.json`` until ``--minutes`` of training
@@ -32,7 +32,8 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     from mslesion.fileio import save_text
-    from mslesion.study.experiments import TRAINING_CONFIGS, compare_training_configs
+    from mslesion.study.experiments import compare_training_configs
+    from mslesion.study.recipes import TRAINING_CONFIGS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", type=Path)

@@ -11,7 +11,7 @@ nearest for masks); probabilities resized back linearly and thresholded at 0.5.
 The toolkit rows run ``mslesion prep --selection brain --size S S`` and
 ``mslesion train --model sm.unet --model-param backbone=mobilenetv2
 --model-param weights=null`` with each named configuration of
-``mslesion.study.experiments.TRAINING_CONFIGS`` (default: ``bce_dice``, the issue's
+``mslesion.study.recipes.TRAINING_CONFIGS`` (default: ``bce_dice``, the issue's
 command), then ``mslesion evaluate --source`` with the default checkpoint
 (``model.keras``). Every row is scored the same way: Dice over each whole
 evaluation volume, in inference mode; toolkit rows also print the run's own
@@ -109,7 +109,7 @@ def toolkit(source: Path, work: Path, train_ids, eval_ids, config_name: str, siz
     from mslesion.evaluate.config import EvalConfig
     from mslesion.evaluate.evaluation import evaluate
     from mslesion.fileio import load_json
-    from mslesion.study.experiments import TRAINING_CONFIGS
+    from mslesion.study.recipes import TRAINING_CONFIGS
     from mslesion.train.training import train
 
     dataset = work / "dataset"
@@ -148,7 +148,7 @@ def _restrict(dataset: Path, train_ids) -> None:
 def main(argv: list[str] | None = None) -> int:
     from mslesion.data.cohort import discover_cases
     from mslesion.fileio import save_text
-    from mslesion.study.experiments import TRAINING_CONFIGS
+    from mslesion.study.recipes import TRAINING_CONFIGS
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("source", type=Path, help="a NIfTI dataset folder or one patient's folder")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _variant(parser, text: str) -> tuple[str, dict, dict, str]:
-    from mslesion.study.experiments import TRAINING_CONFIGS
+    from mslesion.study.recipes import TRAINING_CONFIGS
 
     name, _, changes = text.partition(":")
     if name not in TRAINING_CONFIGS or not changes:

@@ -57,7 +57,7 @@ MOVED_MODULES = {
                             "mslesion.evaluate.summary"),
     "mslesion.report_tables": "mslesion.report.tables",
     "mslesion.figures": ("mslesion.report.figures", "mslesion.report.plotting", "mslesion.report.curves"),
-    "mslesion.experiments": "mslesion.study.experiments",
+    "mslesion.experiments": ("mslesion.study.experiments", "mslesion.study.recipes", "mslesion.study.inputs"),
     "mslesion.demo": "mslesion.study.demo",
     "mslesion.models.report_table": "mslesion.study.table_6_1",
 }

@@ -141,7 +141,7 @@ def test_cli_train_runs_one_epoch(dataset, tmp_path):
 
 def test_cli_train_starts_from_the_default_recipe_and_flags_override_it(dataset, tmp_path):
     from mslesion.cli import main
-    from mslesion.study.experiments import DEFAULT_RECIPE, RECIPE_MODEL, TRAINING_CONFIGS
+    from mslesion.study.recipes import DEFAULT_RECIPE, RECIPE_MODEL, TRAINING_CONFIGS
 
     assert main(["train", str(dataset), "--epochs", "1", "--model-param", "weights=null",
                  "--run-dir", str(tmp_path / "default")]) == 0  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mslesion.env import workspace
-from mslesion.study.experiments import ensure_dataset
+from mslesion.study.inputs import ensure_dataset
 from tests.conftest import write_kaggle_input
 
 

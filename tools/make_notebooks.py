@@ -128,7 +128,7 @@ BACKBONES = ["vgg16", "resnet34", "mobilenetv2", "efficientnetb0"]
 MODEL = "sm.unet"
 EPOCHS = 20
 TIME_BUDGET = None              # minutes of training for the whole cell, split over the runs; None: EPOCHS decide
-RECIPE = None                   # None: mslesion.study.experiments.DEFAULT_RECIPE (best measured on real data); "seed000"
+RECIPE = None                   # None: mslesion.study.recipes.DEFAULT_RECIPE (best measured on real data); "seed000"
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
@@ -143,10 +143,10 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
     new_code_cell('''from mslesion.report import curves, tables as report_tables
-from mslesion.study import experiments
+from mslesion.study import experiments, inputs
 from mslesion.train import history
 
-work, dataset, options, runs_dir = experiments.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
+work, dataset, options, runs_dir = inputs.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
                                                               learning_rate=LEARNING_RATE)
 runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
                                      batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
@@ -180,7 +180,7 @@ NATIVE_MODELS = True            # also the related works' own models (pyramid at
 NATIVE_3D = True                # include the 3D R2 attention U-Net (whole-volume patches; NIfTI data)
 EPOCHS = 50
 TIME_BUDGET = None              # minutes of training for the six models, split over the runs; None: EPOCHS decide
-RECIPE = None                   # None: mslesion.study.experiments.DEFAULT_RECIPE; "seed000": the backbone report's BCE on lesion slices
+RECIPE = None                   # None: mslesion.study.recipes.DEFAULT_RECIPE; "seed000": the backbone report's BCE on lesion slices
 LOSS = None                     # None: the recipe's
 LEARNING_RATE = None            # None: the recipe's
 BATCH_SIZE = 8
@@ -198,11 +198,11 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
     new_code_cell(DEVICE),
     new_code_cell('''from mslesion.env import workspace
 from mslesion.report import curves, tables as report_tables
-from mslesion.study import experiments
+from mslesion.study import experiments, inputs
 from mslesion.train import history
 from mslesion.study.table_6_1 import REPORT_MODELS
 
-work, dataset, options, runs_dir = experiments.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
+work, dataset, options, runs_dir = inputs.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
                                                               learning_rate=LEARNING_RATE)
 runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
                                        batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,

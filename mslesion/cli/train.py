@@ -8,7 +8,7 @@ __all__ = ["add_train", "add_tune", "add_models", "add_train3d"]
 
 
 def add_train(subparsers) -> None:
-    from mslesion.study.experiments import DEFAULT_RECIPE, TRAINING_CONFIGS
+    from mslesion.study.recipes import DEFAULT_RECIPE, TRAINING_CONFIGS
 
     p = subparsers.add_parser("train", help="train a registry model on a prepared dataset; writes a run folder")
     add_run_options(p)
@@ -48,7 +48,7 @@ def add_train(subparsers) -> None:
     def run(a):
         import json
 
-        from mslesion.study.experiments import recipe
+        from mslesion.study.recipes import recipe
         from mslesion.train.config import TrainConfig
         from mslesion.train.training import train
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mslesion.paths import FINAL_EVAL, MANIFEST, PREP_CONFIG, SPLITS
+from mslesion.paths import FINAL_EVAL, PREP_CONFIG, SPLITS
+from mslesion.study.recipes import TRAINING_CONFIGS
 from mslesion.study.table_6_1 import REPORT_MODELS
 
 __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
-           "evaluate_runs", "ensure_dataset", "notebook_inputs", "BACKBONES", "TRAINING_CONFIGS", "compare_training_configs",
-           "RECIPE_MODEL", "DEFAULT_RECIPE", "recipe", "recipe_options", "train_native_models", "QUICK_NATIVE"]  # fmt: skip
+           "evaluate_runs", "BACKBONES", "compare_training_configs", "train_native_models", "QUICK_NATIVE"]  # fmt: skip
+
 
 #: Decoder widths in quick mode (pretrained-encoder models, scratch models).
 QUICK_FILTERS = {"pretrained": [32, 64, 128, 256, 512], "scratch": [16, 32, 64, 128]}
+
+
 #: Encoders compared in notebook 02 (the backbone report's s. 5.1 compared VGG16/ResNet/MobileNet-class encoders; the LGG encoder comparison on LGG).
 BACKBONES = ("vgg16", "resnet34", "mobilenetv2", "efficientnetb0")
 
@@ -185,54 +188,6 @@ def learning_rate_search(dataset: str | Path, runs_root: str | Path, model: str 
                  "runs_root": str(runs_root), "overwrite": True, **overrides}, progress=progress)  # fmt: skip
 
 
-#: Named training configurations compared on real data (issue 10): TrainConfig overrides. ``seed000`` is
-#: the backbone report's own setting (BCE, lesion slices only, no augmentation); ``readme`` the README's example
-#: (soft Dice, learning rate 3e-3); the others add what the later seeds use.
-TRAINING_CONFIGS: dict[str, dict] = {
-    "seed000": {"loss": "bce", "lesion_slices_only": True},
-    "readme": {"loss": "dice", "learning_rate": 3e-3},
-    "bce_dice": {"loss": "bce_dice"},
-    # the default: beat the plain Keras loop on one MS patient on 5/5 seeds, and bce_dice_aug_balance on LGG
-    "bce_dice_lr3e-3": {"loss": "bce_dice", "learning_rate": 3e-3},
-    "bce_dice_aug": {"loss": "bce_dice", "augment": True},
-    "bce_dice_aug_balance": {"loss": "bce_dice", "augment": True, "balance": True},
-    # best on 22 LGG cases (15 min); learns nothing in 120 steps on one MS patient
-    "bce_dice_aug_balance_lr3e-3": {"loss": "bce_dice", "augment": True, "balance": True, "learning_rate": 3e-3},
-    "focal_tversky_aug": {"loss": "focal_tversky", "augment": True},
-}
-
-#: The model and batch every configuration was compared with (``benchmarks/compare_configs.py``'s defaults);
-#: part of a recipe unless a model is given.
-RECIPE_MODEL: dict = {"model": "sm.unet", "model_params": {"backbone": "mobilenetv2"}, "batch_size": 16}
-#: The recipe ``mslesion train`` starts from: the configuration measured best over both real-data regimes
-#: (README, "Which configuration: measured"): on one MS patient (~120 steps) the only one that learned on
-#: every seed; on 22 LGG cases (15 min) within 0.07 mean Dice of the best, which adds augmentation and
-#: balanced sampling and learns nothing on the MS patient.
-DEFAULT_RECIPE = "bce_dice_lr3e-3"
-
-
-def recipe(name: str | None, with_model: bool = True) -> dict:
-    """The :class:`~mslesion.train.training.TrainConfig` options of recipe ``name`` (``None`` or "none": no options).
-
-    A recipe is :data:`RECIPE_MODEL` plus ``TRAINING_CONFIGS[name]``; ``with_model=False`` leaves out the
-    model, its parameters and the batch size (the caller chose another model).
-    """
-    if name in (None, "none"):
-        return {}
-    if name not in TRAINING_CONFIGS:
-        raise KeyError(f"unknown recipe {name!r}; known: none, {', '.join(TRAINING_CONFIGS)}")
-    options = dict(TRAINING_CONFIGS[name])
-    if with_model:
-        options = {**RECIPE_MODEL, "model_params": dict(RECIPE_MODEL["model_params"]), **options}
-    return options
-
-
-def recipe_options(name: str | None = None, **overrides) -> dict:
-    """The training options of recipe ``name`` (default :data:`DEFAULT_RECIPE`) without its model, with the
-    ``overrides`` that are not None (the notebooks' ``LOSS = None`` means "the recipe's")."""
-    return {**recipe(name or DEFAULT_RECIPE, with_model=False), **{k: v for k, v in overrides.items() if v is not None}}
-
-
 def compare_training_configs(dataset: str | Path, runs_root: str | Path, names: list[str] | None = None,
                              minutes: float = 15.0, max_epochs: int = 200, model: str = "sm.unet",
                              model_params: dict | None = None, fold: int = 0, seed: int = 0, verbose: int = 0,
@@ -296,65 +251,3 @@ def evaluate_runs(runs: list[Path], verbose: bool = False, **settings) -> list[P
             print(f"[evaluation {i}/{len(runs)}] {run}", flush=True)
         out.append(evaluate(run, EvalConfig(**settings), verbose=verbose))
     return out
-
-
-def notebook_inputs(dataset: str | Path, runs: str | Path, work: str | Path | None = None, quick: bool = False,
-                    seed: int = 0, recipe_name: str | None = None, **recipe_overrides) -> tuple:
-    """What notebooks 02 and 03 start from: ``(work, dataset, options, runs_dir)``, each said in a line.
-
-    The working folder (:func:`mslesion.env.workspace.working_folder`), the prepared dataset
-    (:func:`ensure_dataset`; synthetic only by name, at 64x64 when ``quick``), the training
-    options of the recipe with ``recipe_overrides`` (None: the recipe's), and the runs folder,
-    brought forward from an earlier session's output when this one has none.
-    """
-    from mslesion.env.workspace import bring_forward, describe_dataset, working_folder
-    from mslesion.report.tables import find_runs
-
-    work = working_folder(work)
-    prepared = ensure_dataset(dataset, work, size=64 if quick else 256, seed=seed)
-    print("working folder:", work)
-    print(describe_dataset(prepared))
-    options = recipe_options(recipe_name, **recipe_overrides)
-    print("training options:", options)
-    runs_dir = bring_forward(runs, work, find_runs)  # finished runs are skipped, unfinished ones resume
-    return work, prepared, options, runs_dir
-
-
-def ensure_dataset(dataset: str | Path, work: str | Path | None = None, patients: int = 10, size: int = 64,
-                   selection: str = "brain", seed: int = 0, inputs: list[Path] | None = None) -> Path:  # fmt: skip
-    """The prepared dataset ``dataset`` names, found in ``work`` or an input folder; synthetic only by name.
-
-    ``dataset`` is a folder prepared by notebook 01 (relative to ``work``, the working
-    folder, or absolute), or ``"synthetic"``: a synthetic cohort of ``patients`` made and
-    prepared under ``work`` (quick runs with no data). ``inputs``: read-only folders where
-    an earlier session's output may be (default: :func:`mslesion.env.workspace.input_roots`).
-
-    Raises:
-        DataNotFoundError: no prepared dataset where it looked (the message lists the places).
-    """
-    from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.data.synthetic import generate_cohort
-    from mslesion.env.workspace import SYNTHETIC, DataNotFoundError, find_prepared, input_roots
-
-    work = Path(work) if work is not None else Path.cwd()
-    if str(dataset) == SYNTHETIC:
-        target = work / "data" / "slices" / f"synthetic_{size}"
-        if not (target / MANIFEST).is_file():
-            raw = work / "data" / "raw" / "synthetic"
-            generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
-            prepare_dataset(raw, target, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
-                                                    test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
-        return target
-    inputs = input_roots() if inputs is None else inputs
-    found = find_prepared(dataset, work, MANIFEST, inputs)
-    if found is None:
-        looked = [str(work / dataset) if not Path(dataset).is_absolute() else str(dataset)]
-        looked += [str(r / dataset) for r in inputs] if not Path(dataset).is_absolute() else []
-        raise DataNotFoundError(f"{dataset}: no prepared dataset (manifest.csv) in {', '.join(looked)}; run notebook "
-                                "01 first (or attach an earlier session's output as an input), or set "
-                                f"DATASET = {SYNTHETIC!r} for the built-in synthetic cohort")  # fmt: skip
-    return found
-    generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
-    prepare_dataset(raw, dataset, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
-                                             test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
-    return dataset

@@ -59,7 +59,7 @@ class TrainConfig:
     runs_root: str = "runs"
     tag: str = "base"
     run_dir: str | None = None
-    recipe: str | None = None  # the named options (mslesion.study.experiments.recipe) the others started from, if any
+    recipe: str | None = None  # the named options (mslesion.study.recipes.recipe) the others started from, if any
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
