@@ -55,7 +55,7 @@ MOVED_MODULES = {
     "mslesion.lesions": "mslesion.evaluate.lesions",
     "mslesion.evaluation": ("mslesion.evaluate.evaluation", "mslesion.evaluate.config", "mslesion.evaluate.loop",
                             "mslesion.evaluate.summary"),
-    "mslesion.report_tables": "mslesion.report.tables",
+    "mslesion.report_tables": ("mslesion.report.tables", "mslesion.report.eval_tables"),
     "mslesion.figures": ("mslesion.report.figures", "mslesion.report.plotting", "mslesion.report.curves"),
     "mslesion.experiments": ("mslesion.study.experiments", "mslesion.study.recipes", "mslesion.study.inputs"),
     "mslesion.demo": "mslesion.study.demo",

@@ -145,7 +145,7 @@ def test_cli_prep3d_train3d_and_evaluate_dispatch(tmp_path):
 
     from mslesion.cli import main
     from mslesion.data.synthetic import generate_cohort
-    from mslesion.report.tables import model_comparison_table
+    from mslesion.report.eval_tables import model_comparison_table
 
     generate_cohort(tmp_path / "raw", 5, seed=1, shape=(48, 48, 24), spacing_mm=(3.0, 3.0, 3.0))
     assert main(["prep3d", str(tmp_path / "raw"), str(tmp_path / "vol"), "--test-fraction", "0.2",

@@ -12,15 +12,14 @@ from mslesion.cli import main
 from mslesion.evaluate.config import EvalConfig
 from mslesion.evaluate.evaluation import evaluate
 from mslesion.report.build import ReportConfig, _largest_lesion_slices, build_report, dataset_figures
+from mslesion.report.eval_tables import detection_rule, lesionwise_table
 from mslesion.report.tables import (
     DID_NOT_LEARN_RULE,
     _mb,
-    detection_rule,
     dice_table,
     did_not_learn,
     find_runs,
     flag_unlearned,
-    lesionwise_table,
     run_label,
 )
 from mslesion.train.tuning import tune

@@ -147,7 +147,7 @@ from mslesion.study import experiments, inputs
 from mslesion.train import history
 
 work, dataset, options, runs_dir = inputs.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
-                                                              learning_rate=LEARNING_RATE)
+                                                         learning_rate=LEARNING_RATE)
 runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=MODEL, epochs=EPOCHS, weights=WEIGHTS,
                                      batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
                                      time_budget_minutes=TIME_BUDGET, **accelerator, **options)
@@ -197,13 +197,13 @@ JIT_COMPILE = False             # XLA-compile the training step (benchmarks/benc
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
     new_code_cell('''from mslesion.env import workspace
-from mslesion.report import curves, tables as report_tables
+from mslesion.report import curves, eval_tables, tables as report_tables
 from mslesion.study import experiments, inputs
-from mslesion.train import history
 from mslesion.study.table_6_1 import REPORT_MODELS
+from mslesion.train import history
 
 work, dataset, options, runs_dir = inputs.notebook_inputs(DATASET, RUNS, WORK, QUICK, SEED, RECIPE, loss=LOSS,
-                                                              learning_rate=LEARNING_RATE)
+                                                         learning_rate=LEARNING_RATE)
 runs = experiments.train_report_models(dataset, runs_dir, EPOCHS, MODELS, quick=QUICK, weights=WEIGHTS,
                                        batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
                                        time_budget_minutes=TIME_BUDGET, **accelerator, **options)
@@ -216,7 +216,7 @@ cell runs, paste the two lines printed below into a new cell (Kaggle and Colab s
     new_code_cell('''print(f"%load_ext tensorboard\\n%tensorboard --logdir {runs_dir}")'''),
     new_markdown_cell("Whole-volume, per-patient evaluation of every model on the test patients."),
     new_code_cell('''experiments.evaluate_runs(runs, verbose=True)
-report_tables.patient_summary_table(report_tables.per_patient_table(runs))'''),
+eval_tables.patient_summary_table(eval_tables.per_patient_table(runs))'''),
     new_markdown_cell("""The related works' own models on the same patients and split: the pyramid attention U-Net of
 Røvang (2021, University of Oslo) on these slices, the FC-DenseNet with attention and ConvLSTM of Rondinella et al.
 ("Boosting multiple sclerosis lesion segmentation through attention mechanism") on brain-cropped slice triplets,
@@ -232,7 +232,7 @@ if NATIVE_MODELS:
                                              progress=True, verbose=2, time_budget_minutes=TIME_BUDGET,
                                              derived_root=work / "data" / "slices", **accelerator, **options)
     experiments.evaluate_runs(native, verbose=True)
-    display(report_tables.patient_summary_table(report_tables.per_patient_table(native)))'''),
+    display(eval_tables.patient_summary_table(eval_tables.per_patient_table(native)))'''),
     new_markdown_cell("Learning-rate search (keras-tuner grid, objective validation Dice) on the scratch U-Net."),
     new_code_cell('''scratch = REPORT_MODELS["unet_scratch"]
 params = dict(scratch.params, **({"filter_num": experiments.QUICK_FILTERS["scratch"]} if QUICK else {}))

@@ -25,6 +25,7 @@ from mslesion.outputs import output_dir
 from mslesion.paths import PREP_CONFIG
 from mslesion.report import curves, plotting
 from mslesion.report import figures as fig
+from mslesion.report import eval_tables as et
 from mslesion.report import tables as rt
 from mslesion.train.history import read_history
 
@@ -242,16 +243,16 @@ def _write_report(config: ReportConfig, out: Path) -> None:
             w.table("checkpoint_choice", choice, "The weights evaluated (model.keras): validation Dice of the best "
                     "epoch and the last, in training mode, in inference mode as trained and after batch-norm "
                     "recalibration; bn_gap above 0.1 is a warning", src)  # fmt: skip
-        w.table("table_6_3_test_iou", rt.test_iou_table(runs, config.eval_name),
+        w.table("table_6_3_test_iou", et.test_iou_table(runs, config.eval_name),
                 "Table 6.3: test IoU (slice-level = the backbone report's unit; volume = per patient)", ev)  # fmt: skip
         w.table("appendix_i_accuracy_loss", rt.accuracy_loss_table(runs),
                 "Appendix I table 1: accuracy and loss (last epoch)", src)  # fmt: skip
-        per_patient = rt.per_patient_table(runs, config.eval_name)
-        w.table("per_patient_summary", rt.patient_summary_table(per_patient),
+        per_patient = et.per_patient_table(runs, config.eval_name)
+        w.table("per_patient_summary", et.patient_summary_table(per_patient),
                 "Per-patient whole-volume metrics, mean ± SD over test patients", ev)  # fmt: skip
         w.table("per_patient", per_patient, "Per-patient whole-volume metrics", ev)
-        lesionwise = rt.lesionwise_table(runs, config.eval_name)
-        rules = "; ".join(rt.detection_rule(f) for f in pd.unique(lesionwise.get("detection_fraction", pd.Series())))
+        lesionwise = et.lesionwise_table(runs, config.eval_name)
+        rules = "; ".join(et.detection_rule(f) for f in pd.unique(lesionwise.get("detection_fraction", pd.Series())))
         w.table("lesionwise", lesionwise, "Lesion-wise detection by lesion size (voxels), summed over patients"
                 + (f"; {rules}" if rules else ""), ev)  # fmt: skip
         histories = _histories(runs)
@@ -272,7 +273,7 @@ def _write_report(config: ReportConfig, out: Path) -> None:
                  "Dice per epoch for each encoder", {"runs": [str(r) for r in bb]})  # fmt: skip
     if config.comparison_runs:
         cmp = [Path(r) for r in config.comparison_runs]
-        w.table("model_comparison", rt.model_comparison_table(cmp, config.eval_name),
+        w.table("model_comparison", et.model_comparison_table(cmp, config.eval_name),
                 "2D and 3D models on the same split: size, training speed (images or patches/s), per-patient Dice, "
                 "lesion F1", {"runs": [str(r) for r in cmp], "evaluation": config.eval_name})  # fmt: skip
     if config.tunings:
