@@ -35,7 +35,8 @@ from mslesion.errors import (
     RunNotFoundError,
 )
 from mslesion.infer import inference
-from mslesion.infer.predict import find_inputs, predict
+from mslesion.infer.inputs import find_inputs
+from mslesion.infer.predict import predict
 from mslesion.models.registry import UnknownModelError, build_model
 from mslesion.outputs import MARKER, write_marker
 

@@ -25,20 +25,8 @@ from mslesion.fileio import atomic_path, load_json
 from mslesion.outputs import check_inside
 from mslesion.paths import BEST, PREP_CONFIG, RUN_CONFIG
 
-__all__ = [
-    "CHECKPOINTS",
-    "checkpoint_path",
-    "TrainedRun",
-    "open_run",
-    "open_runs",
-    "check_run",
-    "read_run_config",
-    "run_prep_config",
-    "predict_slices",
-    "predict_volume",
-    "write_mask",
-    "write_mask_like",
-]
+__all__ = ["CHECKPOINTS", "checkpoint_path", "TrainedRun", "open_run", "open_runs", "check_run", "read_run_config",
+           "run_prep_config", "predict_slices", "predict_volume", "write_mask", "write_mask_like"]  # fmt: skip
 
 #: ``model``: the better of best and final after BN recalibration (see mslesion.train.checkpoints); runs
 #: without one (3D runs, runs of earlier versions) fall back to ``best``

@@ -24,8 +24,8 @@ from mslesion.fileio import load_json, save_csv, save_json, save_text
 from mslesion.outputs import output_dir
 from mslesion.paths import PREP_CONFIG
 from mslesion.report import curves, plotting
-from mslesion.report import figures as fig
 from mslesion.report import eval_tables as et
+from mslesion.report import figures as fig
 from mslesion.report import tables as rt
 from mslesion.train.history import read_history
 

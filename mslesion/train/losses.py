@@ -18,19 +18,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = [
-    "soft_dice_loss",
-    "tversky_index",
-    "tversky_loss",
-    "focal_tversky_loss",
-    "bce_dice_loss",
-    "SoftDiceLoss",
-    "TverskyLoss",
-    "FocalTverskyLoss",
-    "BceDiceLoss",
-    "LOSSES",
-    "get_loss",
-]
+__all__ = ["soft_dice_loss", "tversky_index", "tversky_loss", "focal_tversky_loss", "bce_dice_loss", "SoftDiceLoss",
+           "TverskyLoss", "FocalTverskyLoss", "BceDiceLoss", "LOSSES", "get_loss"]  # fmt: skip
 
 
 def _axes(y_pred, per_image: bool):

@@ -6,8 +6,8 @@ import os
 import platform
 import sys
 
-__all__ = ["input_pipeline", "set_seed", "set_deterministic", "determinism_state", "pick_strategy", "set_mixed_precision",
-           "environment"]  # fmt: skip
+__all__ = ["input_pipeline", "set_seed", "set_deterministic", "determinism_state", "pick_strategy",
+           "set_mixed_precision", "environment"]  # fmt: skip
 
 #: TensorFlow reads this once, at import: "0" turns its oneDNN kernels off (recorded, not changed, here).
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"

@@ -29,29 +29,23 @@ other options for an existing run are an error (``overwrite`` starts afresh).
 
 from __future__ import annotations
 
-import shutil
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from mslesion.errors import DataError
-from mslesion.evaluate.metrics import Confusion, compute_dice
-from mslesion.fileio import atomic_path, save_json, save_text
-from mslesion.paths import BEST, FINAL, FINAL_EVAL, PREP_CONFIG, SUMMARY
+from mslesion.paths import PREP_CONFIG
 from mslesion.train import tensorboard_logs
 from mslesion.train.augmentation import augment_in_train_step
 from mslesion.train.budget import EpochTimer, TimeBudget
 from mslesion.train.config import TrainConfig, train_val_patients
 from mslesion.train.datasets import Augmentation, load_slice_set, make_dataset, split_patients_of
-from mslesion.train.history import read_history
-from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, save_model, skip_epochs
+from mslesion.train.finish import announce_choice, finish_run
+from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, skip_epochs
 from mslesion.train.runfolder import check_run_inputs, is_finished, mark_started, open_run, write_run_records
 
-__all__ = ["train", "recalibration_batches", "lesion_slices"]
-
-
+__all__ = ["train", "lesion_slices"]
 
 
 def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = False, progress=None) -> Path:
@@ -186,127 +180,12 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             state = mark_fitted(run, model, state, done)
 
         # from here on everything follows from the fitted weights, so a killed run redoes only this part
-        final_eval = _finish(run, model, config, train_set, val_set, val_ds, global_batch, augment,
+        final_eval = finish_run(run, model, config, train_set, val_set, val_ds, global_batch, augment,
                              resolved["val_is_train"], {"bn_momentum_recapped": state.get("bn_momentum_recapped")})
         crash("before_done")
         mark_done(run, state)
-    _announce(final_eval)
+    announce_choice(final_eval)
     return run
-
-
-def _finish(run: Path, model, config: TrainConfig, train_set, val_set, val_ds, batch: int, augment,
-            val_is_train: bool, extra: dict | None = None) -> dict:  # fmt: skip
-    """Score the final and the best epoch's weights as they will be used; write final.keras and model.keras.
-
-    See :mod:`mslesion.train.checkpoints`. Returns what ``final_eval.json`` holds.
-    """
-    from mslesion.models import load_model
-    from mslesion.train import batchnorm, checkpoints
-
-    def evaluate(m) -> dict:
-        return m.evaluate(val_ds, verbose=0, return_dict=True)
-
-    def reference(m) -> float:
-        return _training_mode_dice(m, val_set, batch, config.threshold, seed=config.seed + 2)
-
-    def recalibrate(m) -> int:
-        return batchnorm.recalibrate(m, _recalibration_batches(train_set, batch, config, augment),
-                                     max_batches=recalibration_batches(config, len(train_set), batch))  # fmt: skip
-
-    recal = recalibrate if config.recalibrate_bn else None
-    candidates = {"final": checkpoints.score_candidate(model, evaluate, reference, recal)}
-    crash("after_recalibration")
-    save_model(model, run / FINAL, "final_model")
-    best_epoch, last_epoch = _best_and_last_epoch(run)
-    if best_epoch is not None and best_epoch != last_epoch and (run / BEST).is_file():
-        model.set_weights(load_model(run / BEST, compile=False).get_weights())
-        candidates["best"] = checkpoints.score_candidate(model, evaluate, reference, recal)
-    chosen = checkpoints.choose(candidates)
-    if chosen == "best":
-        save_model(model, run / checkpoints.CHOICE_FILE, "chosen_model")
-    else:
-        with atomic_path(run / checkpoints.CHOICE_FILE) as tmp:
-            shutil.copyfile(run / FINAL, tmp)
-            crash("chosen_model")
-    for name, epoch in (("final", last_epoch), ("best", best_epoch)):
-        if name in candidates:
-            candidates[name]["epoch"] = epoch
-    warnings_ = checkpoints.bn_gap_warnings(candidates, chosen)
-    final_eval = {
-        **candidates["final"],  # the keys of earlier versions: the final weights' scores
-        "candidates": candidates,
-        "chosen": chosen,
-        "chosen_on": "training patients" if val_is_train else "validation patients",
-        "choice": checkpoints.describe_choice(candidates, chosen, val_is_train),
-        "bn_gap_tolerance": checkpoints.BN_GAP_TOLERANCE,
-        "warnings": warnings_,
-        **(extra or {}),
-    }
-    save_json(run / FINAL_EVAL, final_eval)
-    _summary_header(run, final_eval)
-    return final_eval
-
-
-def _announce(final_eval: dict | None) -> None:
-    """Print the checkpoint choice; BN warnings go to stderr as well, where they cannot be missed."""
-    if not final_eval:
-        return
-    print(final_eval["choice"])
-    for line in final_eval.get("warnings", []):
-        warnings.warn(line, stacklevel=3)
-
-
-def _summary_header(run: Path, final_eval: dict) -> None:
-    """Put the end-of-run verdict (warnings first) at the top of summary.txt, above the model summary."""
-    path = run / SUMMARY
-    body = path.read_text(encoding="utf-8") if path.is_file() else ""
-    body = body.split(_SUMMARY_RULE, 1)[-1].lstrip("\n")
-    head = [*final_eval["warnings"], final_eval["choice"]]
-    for name, c in final_eval["candidates"].items():
-        head.append(f"{name} (epoch {c.get('epoch')}): val Dice {c['training_mode_val_dice']:.3f} training mode, "
-                    f"{c['inference_before_recalibration'].get('dice', float('nan')):.3f} inference mode as trained, "
-                    f"{c['inference'].get('dice', float('nan')):.3f} after recalibration "
-                    f"({c['recalibration_batches']} batches)")  # fmt: skip
-    save_text(path, "\n".join(head) + "\n" + _SUMMARY_RULE + "\n" + body)
-
-
-_SUMMARY_RULE = "-" * 72
-
-
-def _best_and_last_epoch(run: Path) -> tuple[int | None, int | None]:
-    """0-based epochs of best.keras (the first with the highest finite val_dice) and of the last row."""
-    try:
-        history = read_history(run)
-    except (OSError, ValueError):
-        return None, None
-    if not len(history):
-        return None, None
-    last = int(history.epoch.iloc[-1])
-    if "val_dice" not in history or not np.isfinite(history.val_dice).any():
-        return None, last
-    return int(history.epoch[history.val_dice.fillna(-np.inf).idxmax()]), last
-
-
-def recalibration_batches(config, n_slices: int, batch: int) -> int:
-    """How many batches re-estimate BN statistics: the config's, else one epoch of full batches (1 to 200).
-
-    Measured on a real MS patient (Ljubljana patient 07, 114 slices at 128x128, sm Unet-MobileNetV2,
-    batch 16, 30 epochs): 8 and 32 batches give the same inference-mode Dice (0.275 and 0.276), so one
-    epoch is enough; the short last batch is left out (8 batches with it: 0.280).
-    """
-    if config.recalibration_batches:
-        return int(config.recalibration_batches)
-    return int(np.clip(n_slices // batch, 1, 200))
-
-
-def _recalibration_batches(train_set, batch: int, config: TrainConfig, augment):
-    """Batches drawn like training batches (shuffled, balanced and augmented as the run was), epoch after epoch.
-
-    Full batches only when there are enough slices: a short last batch has noisy statistics.
-    """
-    ds = make_dataset(train_set, batch, seed=config.seed + 1, balance=config.balance, augment=augment,
-                      drop_remainder=len(train_set) >= batch)  # fmt: skip
-    return ds.repeat()
 
 
 def lesion_slices(slices, dataset: str):
@@ -323,15 +202,3 @@ def _dataset_bytes(dataset: str, patients: list[str]) -> int:
     root = Path(dataset)
     return sum((root / p / name).stat().st_size for p in patients for name in ("image.npy", "mask.npy")
                if (root / p / name).is_file())  # fmt: skip
-
-
-def _training_mode_dice(model, val_set, batch_size: int, threshold: float, seed: int = 0) -> float:
-    """Pooled val Dice with BN in training mode (statistics of shuffled batches, as in the fit): BN health's reference."""
-    tp = fp = fn = 0
-    for x, y in make_dataset(val_set, batch_size, shuffle=True, seed=seed):
-        pred = np.asarray(model(x, training=True)) > threshold
-        truth = y.numpy() > 0.5
-        tp += int((pred & truth).sum())
-        fp += int((pred & ~truth).sum())
-        fn += int((~pred & truth).sum())
-    return compute_dice(Confusion(tp, fp, fn, 0))
