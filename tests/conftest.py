@@ -79,14 +79,11 @@ def muslim_cohort(tmp_path) -> Path:
 def trained_run(tmp_path_factory) -> Path:
     """A small U-Net trained for a few epochs on 8 synthetic patients at 64x64 (~10 s), shared by the
     evaluation and report tests."""
-    from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.quick import quick_synthetic_dataset
     from mslesion.train.training import train
 
     root = tmp_path_factory.mktemp("trained")
-    generate_cohort(root / "raw", 8, seed=0, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0))
-    cfg = PrepConfig(size=(64, 64), selection="brain", split="train_val_test", test_fraction=0.25, val_fraction=0.2)
-    prepare_dataset(root / "raw", root / "slices", cfg, progress=False)
+    quick_synthetic_dataset(root / "slices", 8, test_fraction=0.25, val_fraction=0.2, raw=root / "raw")
     return train({"dataset": str(root / "slices"), "runs_root": str(root / "runs"), "model": "kuc.unet",
                   "model_params": {"filter_num": [16, 32, 64]}, "loss": "dice", "learning_rate": 3e-3,
                   "epochs": 6, "batch_size": 8}, verbose=0)  # fmt: skip

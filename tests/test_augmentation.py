@@ -92,13 +92,11 @@ def test_a_fit_with_augmentation_in_the_step_saves_a_plain_model(tmp_path):
 
 
 def test_train_records_where_augmentation_ran(tmp_path):
-    from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.quick import quick_synthetic_dataset
     from mslesion.train.training import train
 
-    generate_cohort(tmp_path / "raw", 3, seed=0, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
-    prepare_dataset(tmp_path / "raw", tmp_path / "ds", PrepConfig(size=(32, 32), selection="all",
-                    split="train_val_test", test_fraction=0.0, val_fraction=0.34), progress=False)  # fmt: skip
+    quick_synthetic_dataset(tmp_path / "ds", 3, size=32, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0),
+                            selection="all", test_fraction=0.0, val_fraction=0.34)  # fmt: skip
     base = {"dataset": str(tmp_path / "ds"), "model": "kuc.unet", "model_params": {"filter_num": [4, 8]},
             "batch_size": 4, "epochs": 1, "augment": True}  # fmt: skip
     for place in ("device", "host"):

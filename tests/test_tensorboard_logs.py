@@ -17,14 +17,11 @@ def _tags(folder):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.quick import quick_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tb")
-    generate_cohort(root / "raw", 3, seed=0, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0))
-    prepare_dataset(root / "raw", root / "ds", PrepConfig(size=(32, 32), selection="all", split="train_val_test",
-                    test_fraction=0.0, val_fraction=0.34), progress=False)  # fmt: skip
-    return root / "ds"
+    return quick_synthetic_dataset(root / "ds", 3, size=32, shape=(64, 64, 8), spacing_mm=(3.6, 3.6, 10.0),
+                                   selection="all", test_fraction=0.0, val_fraction=0.34).out_dir  # fmt: skip
 
 
 def _config(dataset, run, **extra):

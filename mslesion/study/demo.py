@@ -54,18 +54,16 @@ def _say(msg: str, start: float) -> None:
 
 def run_demo(config: DemoConfig | None = None) -> Path:
     """Run the quick study end to end; returns ``<out>/report.md``."""
-    from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.quick import quick_synthetic_dataset
     from mslesion.report.build import ReportConfig, build_report
     from mslesion.study import experiments
 
     c = config or DemoConfig()
     start = time.perf_counter()
     raw, slices, runs = Path(c.data) / "raw" / "synthetic", Path(c.data) / "slices" / "demo", Path(c.runs)
-    generate_cohort(raw, c.patients, seed=c.seed, shape=c.shape, spacing_mm=c.spacing_mm, overwrite=c.overwrite)
-    prep = PrepConfig(size=(c.size, c.size), selection=c.selection, split="train_val_test", test_fraction=0.2,
-                      val_fraction=0.25, seed=c.seed)  # fmt: skip
-    _say(str(prepare_dataset(raw, slices, prep, progress=False, overwrite=c.overwrite)).replace("\n", "; "), start)
+    summary = quick_synthetic_dataset(slices, c.patients, size=c.size, shape=c.shape, spacing_mm=c.spacing_mm,
+                                      selection=c.selection, seed=c.seed, raw=raw, overwrite=c.overwrite)  # fmt: skip
+    _say(str(summary).replace("\n", "; "), start)
     common = {"loss": c.loss, "learning_rate": c.learning_rate, "batch_size": c.batch_size, "seed": c.seed,
               "deterministic": c.deterministic, **c.extra}  # fmt: skip
     backbone_runs = experiments.compare_backbones(slices, runs / "backbones", c.backbones, epochs=c.backbone_epochs,

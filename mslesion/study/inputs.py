@@ -44,18 +44,15 @@ def ensure_dataset(dataset: str | Path, work: str | Path | None = None, patients
     Raises:
         DataNotFoundError: no prepared dataset where it looked (the message lists the places).
     """
-    from mslesion.data.prep import PrepConfig, prepare_dataset
-    from mslesion.data.synthetic import generate_cohort
+    from mslesion.data.quick import quick_synthetic_dataset
     from mslesion.env.workspace import SYNTHETIC, DataNotFoundError, find_prepared, input_roots
 
     work = Path(work) if work is not None else Path.cwd()
     if str(dataset) == SYNTHETIC:
         target = work / "data" / "slices" / f"synthetic_{size}"
         if not (target / MANIFEST).is_file():
-            raw = work / "data" / "raw" / "synthetic"
-            generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
-            prepare_dataset(raw, target, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
-                                                    test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
+            quick_synthetic_dataset(target, patients, size=size, selection=selection, seed=seed,
+                                    raw=work / "data" / "raw" / "synthetic", overwrite=True)  # fmt: skip
         return target
     inputs = input_roots() if inputs is None else inputs
     found = find_prepared(dataset, work, MANIFEST, inputs)
@@ -66,7 +63,3 @@ def ensure_dataset(dataset: str | Path, work: str | Path | None = None, patients
                                 "01 first (or attach an earlier session's output as an input), or set "
                                 f"DATASET = {SYNTHETIC!r} for the built-in synthetic cohort")  # fmt: skip
     return found
-    generate_cohort(raw, patients, seed=seed, shape=(128, 128, 16), spacing_mm=(1.8, 1.8, 5.0), overwrite=True)
-    prepare_dataset(raw, dataset, PrepConfig(size=(size, size), selection=selection, split="train_val_test",
-                                             test_fraction=0.2, val_fraction=0.25, seed=seed), progress=False)  # fmt: skip
-    return dataset
