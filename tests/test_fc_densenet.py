@@ -1,16 +1,13 @@
 """native.fc_densenet: Rondinella et al.'s (2023) FC-DenseNet + SA + ConvLSTM on 2.5D triplets."""
 
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mslesion.models import count_params, load_model
+from mslesion.models import count_params
 from mslesion.models.fc_densenet import ContextSlice, fc_densenet
 from mslesion.models.registry import build_model
-
-from .backends import assert_no_tensorflow, run_under_backend
 
 TINY = {"growth_rate": 4, "layers_per_block": 2, "blocks": 3, "initial_filters": 8, "dropout": 0.0}
 CONVLSTM_WEIGHTS = 2 * 3 * 3 * 60 * 240  # kernel + recurrent kernel, 60 -> 60 maps, 4 gates, bias-free
@@ -84,40 +81,6 @@ def test_refuses_inputs_it_cannot_read(shape, match):
         fc_densenet(shape, **TINY)
     with pytest.raises(ValueError, match="lstm_output"):
         fc_densenet((64, 64, 3), lstm_output="first", **TINY)
-
-
-def test_save_and_load_give_identical_predictions(tmp_path):
-    model = fc_densenet((64, 64, 3), **{**TINY, "dropout": 0.2})
-    x = np.random.default_rng(2).normal(size=(3, 64, 64, 3)).astype("float32")
-    model.save(tmp_path / "m.keras")
-    loaded = load_model(tmp_path / "m.keras")
-    np.testing.assert_array_equal(np.asarray(loaded.predict(x, verbose=0)), np.asarray(model.predict(x, verbose=0)))
-    assert count_params(loaded) == count_params(model)
-
-
-TRAIN_STEP = """
-import numpy as np, keras
-import mslesion.models.fc_densenet
-from mslesion.train.losses import get_loss
-from mslesion.models import build_model
-keras.utils.set_random_seed(0)
-model = build_model("native.fc_densenet", input_shape=(32, 32, 3), growth_rate=4, layers_per_block=1, blocks=2,
-                    initial_filters=8)
-x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
-y = (x[..., 1:2] > 1).astype("float32")
-model.compile(keras.optimizers.Adam(1e-3), loss=get_loss("dice"))
-print("loss", float(model.train_on_batch(x, y)))
-"""
-
-
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_one_training_step_under_other_backends(backend):
-    line = run_under_backend(backend, TRAIN_STEP).strip().splitlines()[-1]
-    assert line.startswith("loss") and math.isfinite(float(line.split()[1])), line
-
-
-def test_module_does_not_import_tensorflow():
-    assert_no_tensorflow("mslesion.models.fc_densenet")
 
 
 @pytest.mark.slow

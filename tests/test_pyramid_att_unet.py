@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 
 from mslesion.models import build_model, count_params, load_model
 from mslesion.models.pyramid_att_unet import FILTERS, attention_maps
-from tests.backends import assert_no_tensorflow, run_under_backend
 
 NAME = "native.att_unet_pyramid"
 SMALL = {"input_shape": (64, 64, 3), "filters": (8, 16, 32)}
@@ -22,7 +20,7 @@ def batch(n: int = 2, shape=(64, 64, 3)) -> np.ndarray:
     return RNG.normal(0, 1, (n, *shape)).astype("float32")
 
 
-def test_default_size_is_seed_003_unet256():
+def test_default_size_is_rovangs_unet256():
     model = build_model(NAME, input_shape=(256, 256, 1))
     assert FILTERS == (32, 64, 128, 256, 512)
     assert model.output_shape == (None, 256, 256, 1) and model.output.dtype == "float32"
@@ -67,14 +65,13 @@ def test_one_or_two_channel_inputs_build():
         assert model(batch(1, (32, 32, channels))).shape == (1, 32, 32, 1)
 
 
-def test_save_load_round_trip_gives_identical_predictions(tmp_path):
+def test_attention_maps_survive_save_and_load(tmp_path):
+    # the round trip itself is checked for every native model in test_native_models.py
     model = build_model(NAME, **SMALL, activation="mish", norm="group")
     x = batch(3)
     path = tmp_path / "model.keras"
     model.save(path)
-    assert '"class_name": "Lambda"' not in json.dumps(model.get_config())
     loaded = load_model(path, compile=False)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     for name, values in attention_maps(loaded, x).items():
         np.testing.assert_array_equal(values, attention_maps(model, x)[name])
 
@@ -88,34 +85,6 @@ def test_attention_maps_one_per_gate_at_skip_resolution():
     assert len({float(m.std()) for m in maps.values()}) == 3  # distinct gates, not one map thrice
     with pytest.raises(ValueError, match="no attention"):
         attention_maps(build_model("kuc.unet", input_shape=(64, 64, 1), filter_num=(8, 16)), batch(1, (64, 64, 1)))
-
-
-TRAIN_STEP = """
-import numpy as np, keras
-from mslesion.models.pyramid_att_unet import att_unet_pyramid, attention_maps
-keras.utils.set_random_seed(0)
-model = att_unet_pyramid((16, 16, 2), filters=(4, 8), activation="mish", norm="group", groups=4)
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-rng = np.random.default_rng(0)
-x = rng.normal(size=(4, 16, 16, 2)).astype("float32")
-y = (rng.uniform(size=(4, 16, 16, 1)) > 0.9).astype("float32")
-losses = [float(model.train_on_batch(x, y)) for _ in range(2)]
-maps = attention_maps(model, x)
-print(keras.backend.backend(), *losses, *(m.shape[1] for m in maps.values()))
-"""
-
-
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_one_training_step_under_other_backends(backend, monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")  # halves JAX's CPU compile time
-    out = run_under_backend(backend, TRAIN_STEP).strip().splitlines()[-1].split()
-    print(out)
-    assert out[0] == backend and all(np.isfinite(float(v)) and float(v) > 0 for v in out[1:3])
-    assert out[3:] == ["16"]  # one gate, at the skip resolution
-
-
-def test_module_does_not_import_tensorflow():
-    assert_no_tensorflow("mslesion.models.pyramid_att_unet")
 
 
 @pytest.fixture(scope="module")
