@@ -88,3 +88,29 @@ def test_no_private_names_taken_from_other_modules(name):
                for target, taken, line in _imports(name)
                if taken and taken.startswith("_") and not taken.startswith("__") and target != name]  # fmt: skip
     assert private == []
+
+
+#: the stages in the order data flows through them (README, Layout); top-level modules come first
+STAGES = ("top", "env", "data", "models", "train", "infer", "evaluate", "report", "study", "cli")
+#: imports that point up the list, each for a reason; a new one is a design decision, so it must be added here
+UPWARD = {
+    ("mslesion.__main__", "mslesion.cli"),  # python -m mslesion
+    ("mslesion.env.workspace", "mslesion.data.cohort"),  # the notebooks' working folder describes the data it finds
+    ("mslesion.env.workspace", "mslesion.data.reader"),
+    ("mslesion.env.workspace", "mslesion.data.splits"),
+    ("mslesion.env.workspace", "mslesion.data.synthetic"),
+    ("mslesion.train.finish", "mslesion.evaluate.metrics"),  # the training-mode validation Dice uses the same Dice
+    ("mslesion.infer.predict", "mslesion.evaluate.lesions"),  # predict counts lesions as the evaluation does
+    ("mslesion.report.tables", "mslesion.study.table_6_1"),  # the report names the Table 6.1 models
+}
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in STAGES else "top"
+
+
+def test_imports_follow_the_stages_but_for_the_listed_exceptions():
+    upward = {(m, t) for m, targets in _graph().items() for t in targets
+              if STAGES.index(_stage(t)) > STAGES.index(_stage(m))}  # fmt: skip
+    assert upward == UPWARD

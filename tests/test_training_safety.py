@@ -66,7 +66,7 @@ def config(dataset, run, **overrides) -> dict:
     return {"dataset": str(dataset), "run_dir": str(run), **TINY, **overrides}
 
 
-def _train_cmd(cfg: dict, runner: str = "training.train") -> list[str]:
+def _train_cmd(cfg: dict, runner: str = "train.training.train") -> list[str]:
     module, name = runner.rsplit(".", 1)
     code = (f"import json; from mslesion.{module} import {name}; "
             f"{name}(json.loads({json.dumps(json.dumps(cfg))}), verbose=0)")  # fmt: skip
@@ -81,7 +81,7 @@ def killed(dataset, volumes, tmp_path_factory) -> dict[str, Path]:
     """
     root = tmp_path_factory.mktemp("killed")
     cmds = {name: _train_cmd(config(dataset, root / name)) for name in KILLS}
-    cmds["3d"] = _train_cmd({"dataset": str(volumes), "run_dir": str(root / "3d"), **TINY_3D}, "training3d.train_3d")
+    cmds["3d"] = _train_cmd({"dataset": str(volumes), "run_dir": str(root / "3d"), **TINY_3D}, "train.training3d.train_3d")
     procs = {name: subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     env={**os.environ, "MSLESION_CRASH_AT": KILLS[name]})
              for name, cmd in cmds.items()}  # fmt: skip
@@ -159,7 +159,7 @@ def test_a_kill_after_the_fit_redoes_only_the_final_phases(killed, dataset):
     fitted_history = (run / "history.csv").read_bytes()
     # other options for the unfinished run: refused, key by key, nothing touched
     before = _files(run)
-    with pytest.raises(RunConfigError, match=r"other options \(learning_rate: 0\.001 -> 0\.01; epochs: 3 -> 2\)"):
+    with pytest.raises(RunConfigError, match=r"other options \(epochs: 3 -> 2; learning_rate: 0\.001 -> 0\.01\)"):
         train(config(dataset, run, epochs=2, learning_rate=0.01), verbose=0)
     assert _files(run) == before
     train(config(dataset, run), verbose=0)

@@ -24,7 +24,7 @@ from mslesion.train import tensorboard_logs
 from mslesion.train.config import run_dir_for
 
 __all__ = ["RunConfigError", "open_run", "check_run_inputs", "config_differences", "RUN_FILES", "write_run_records",
-           "TEMP_NAME", "matches_any", "short_error", "listed", "read_state", "remove_backups", "is_finished",
+           "TEMP_NAME", "matches_any", "short_error", "listed", "read_state", "remove_backups", "is_finished", "begin_run",
            "mark_started"]  # fmt: skip
 
 
@@ -282,3 +282,22 @@ def mark_started(run: Path, config, kind: str, state: dict | None) -> dict:
         state = {"kind": kind, "phase": "training", "config": _user_config(config), "mslesion_version": __version__}
         save_json(run / STATE, state)
     return state
+
+
+def begin_run(config, run: Path, state: dict | None, progress=None) -> bool:
+    """Start (or resume) the run in ``run``: announce it, seed and set determinism; False for a finished run.
+
+    Args:
+        progress: a :class:`mslesion.progress.JobProgress` told that the run starts, or that it is skipped.
+    """
+    from mslesion.train import runtime
+
+    if progress is not None:
+        progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
+    if is_finished(run, state):
+        if progress is not None:
+            progress.skip_run("already finished: skipped")
+        return False
+    runtime.set_seed(config.seed)
+    runtime.set_deterministic(config.deterministic)
+    return True

@@ -42,8 +42,9 @@ from mslesion.train.budget import EpochTimer, TimeBudget
 from mslesion.train.config import TrainConfig, train_val_patients
 from mslesion.train.datasets import Augmentation, load_slice_set, make_dataset, split_patients_of
 from mslesion.train.finish import announce_choice, finish_run
+from mslesion.train.fitting import compile_for_training, float32_output, plateau_callbacks
 from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, skip_epochs
-from mslesion.train.runfolder import check_run_inputs, is_finished, mark_started, open_run, write_run_records
+from mslesion.train.runfolder import begin_run, check_run_inputs, mark_started, open_run, write_run_records
 
 __all__ = ["train", "lesion_slices"]
 
@@ -68,24 +69,17 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
         OutputLockedError: another process is writing the same run folder.
         RunConfigError: the folder holds a run started with other options (without ``overwrite``).
     """
-    import keras
 
     from mslesion.models import build_model, count_params
-    from mslesion.train import batchnorm, keras_metrics, losses, runtime
+    from mslesion.train import batchnorm, runtime
 
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     check_run_inputs(config, PREP_CONFIG)
     train_ids, val_ids, carved = train_val_patients(config)
     with open_run(config, "run", overwrite=overwrite) as (run, state):
-        if progress is not None:
-            progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
-        if is_finished(run, state):
-            if progress is not None:
-                progress.skip_run("already finished: skipped")
+        if not begin_run(config, run, state, progress):
             return run
-        runtime.set_seed(config.seed)
-        runtime.set_deterministic(config.deterministic)
         policy = runtime.set_mixed_precision(config.mixed_precision)
         strategy = runtime.pick_strategy(config.strategy)
 
@@ -110,15 +104,8 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
         with strategy.scope():
             model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
             if policy != "float32":
-                # keep the sigmoid output (and so the loss) in float32 under mixed precision
-                out = keras.layers.Activation("linear", dtype="float32", name="output_float32")(model.output)
-                model = keras.Model(model.inputs, out, name=model.name)
-            model.compile(
-                optimizer=keras.optimizers.Adam(config.learning_rate),
-                loss=losses.get_loss(config.loss, **config.loss_params),
-                metrics=keras_metrics.default_metrics(config.threshold),
-                jit_compile=config.jit_compile,
-            )
+                model = float32_output(model)
+            compile_for_training(model, config, jit_compile=config.jit_compile)
             if augment_on == "device":
                 augment_in_train_step(model, augment, config.seed)
         steps_per_epoch = len(train_set) // global_batch + (0 if static or len(train_set) % global_batch < replicas else 1)
@@ -161,12 +148,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             if progress is not None:
                 callbacks.append(progress.keras_callback())
                 verbose = 0
-            if config.reduce_lr_patience:
-                callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
-                                                                   patience=config.reduce_lr_patience))  # fmt: skip
-            if config.early_stopping_patience:
-                callbacks.append(keras.callbacks.EarlyStopping(
-                    monitor="val_dice", mode="max", patience=config.early_stopping_patience))  # fmt: skip
+            callbacks += plateau_callbacks(config)
             budget = None
             if config.max_minutes:
                 budget = TimeBudget(config.max_minutes, run, steps_per_epoch,

@@ -24,33 +24,33 @@ augmentation; evaluation predicts whole volumes by Gaussian-blended sliding wind
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from mslesion.configs import config_from_dict
 from mslesion.data.volumes3d import open_volume
 from mslesion.paths import FINAL, PREP3D_CONFIG
 from mslesion.train.budget import EpochTimer, TimeBudget
-from mslesion.train.config import train_val_patients
+from mslesion.train.config import RunConfig, train_val_patients
 from mslesion.train.datasets import split_patients_of
+from mslesion.train.fitting import compile_for_training, plateau_callbacks
 from mslesion.train.patches import PatchSampler
 from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, save_model
-from mslesion.train.runfolder import check_run_inputs, is_finished, mark_started, open_run, write_run_records
+from mslesion.train.runfolder import begin_run, check_run_inputs, mark_started, open_run, write_run_records
 
 __all__ = ["Train3DConfig", "train_3d"]
 
 
 @dataclass
-class Train3DConfig:
+class Train3DConfig(RunConfig):
     """Everything that decides a 3D training run; saved as ``config.json`` (defaults: the 3DR2AUNet paper (2024))."""
 
-    dataset: str
+    KIND: ClassVar[str] = "3D training"
+
     model: str = "native.r2_att_unet_3d"
-    model_params: dict = field(default_factory=dict)
     loss: str = "bce_dice"
-    loss_params: dict = field(default_factory=dict)
     learning_rate: float = 1e-4
     reduce_lr_factor: float = 0.5
     reduce_lr_patience: int | None = 5
@@ -63,27 +63,15 @@ class Train3DConfig:
     rotate_deg: float = 0.0  # small in-plane rotation on top of flips and 90-degree turns
     elastic_alpha_vox: float = 0.0  # elastic deformation (the 3DR2AUNet paper (2024) mentions it; off by default)
     patches_per_epoch: int | None = None  # default: the number of grid patches of the training patients
-    fold: int = 0
-    val_fraction: float = 0.1  # carve validation patients from train when the split has none
-    seed: int = 0
     threshold: float = 0.5
     bn_horizon: float = 10.0  # see mslesion.train.batchnorm; 0 disables momentum capping
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.train.batchnorm.MAX_MOMENTUM)
-    mixed_precision: bool = False
-    deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.train.runtime.set_deterministic)
     workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
     max_minutes: float | None = None  # stop before the epoch that would pass this training time (epochs stays the cap)
-    runs_root: str = "runs"
-    tag: str = "base"
-    run_dir: str | None = None
 
     def __post_init__(self) -> None:
         self.patch = tuple(int(p) for p in self.patch)
         self.stride = tuple(int(s) for s in self.stride)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Train3DConfig:
-        return config_from_dict(cls, d, "3D training")
 
 
 def _environment() -> dict:
@@ -136,20 +124,14 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
         count_params,
         r2_att_unet_3d,  # noqa: F401  (registers native.r2_att_unet_3d)
     )
-    from mslesion.train import batchnorm, keras_metrics, losses, runtime
+    from mslesion.train import batchnorm
 
     config = Train3DConfig.from_dict(config) if isinstance(config, dict) else config
     check_run_inputs(config, PREP3D_CONFIG)
     train_ids, val_ids, carved = train_val_patients(config)
     with open_run(config, "run3d", overwrite=overwrite) as (run, state):
-        if progress is not None:
-            progress.start_run(config.tag, config.epochs, f"{config.model} -> {run}")
-        if is_finished(run, state):
-            if progress is not None:
-                progress.skip_run("already finished: skipped")
+        if not begin_run(config, run, state, progress):
             return run
-        runtime.set_seed(config.seed)
-        runtime.set_deterministic(config.deterministic)
         keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
         sampler_args = {"batch_size": config.batch_size, "patch": config.patch, "stride": config.stride}
         train_set = PatchSampler([open_volume(config.dataset, p) for p in train_ids], **sampler_args,
@@ -161,9 +143,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
                                lesion_fraction=None, augment=False, shuffle=False)  # fmt: skip
         channels = train_set.volumes[0].volume.shape[-1]
         model = build_model(config.model, input_shape=(*config.patch, channels), **config.model_params)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=losses.get_loss(config.loss, **config.loss_params),
-                      metrics=keras_metrics.default_metrics(config.threshold))  # fmt: skip
+        compile_for_training(model, config)
         steps = len(train_set) * config.epochs
         momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
                    if config.bn_horizon else {})  # fmt: skip
@@ -184,9 +164,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
         else:
             # the sampler draws each epoch's patches from the true epoch number, so a resume needs no skipping
             callbacks = [_epoch_setter(train_set), EpochTimer(train_set.n_patches)]
-            if config.reduce_lr_patience:
-                callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.reduce_lr_factor,
-                                                                   patience=config.reduce_lr_patience))  # fmt: skip
+            callbacks += plateau_callbacks(config)
             if progress is not None:
                 callbacks.append(progress.keras_callback())
                 verbose = 0

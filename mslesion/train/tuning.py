@@ -22,13 +22,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from mslesion import outputs
-from mslesion.configs import config_from_dict
 from mslesion.fileio import save_json, save_text
 from mslesion.paths import PREP_CONFIG, RUN_CONFIG
-from mslesion.train.config import run_dir_for
+from mslesion.train.config import RunConfig, run_dir_for
 from mslesion.train.datasets import load_slice_set, make_dataset
+from mslesion.train.fitting import compile_for_training, float32_output
 
 __all__ = ["TuneConfig", "tune", "TUNERS"]
 
@@ -39,34 +40,19 @@ TUNING_FILES = (r"config\.json", r"tuning\.csv", r"trial_histories\.json", r"tun
 
 
 @dataclass
-class TuneConfig:
+class TuneConfig(RunConfig):
     """A learning-rate search; saved as ``config.json`` in the run folder."""
 
-    dataset: str
-    model: str = "kuc.unet"
-    model_params: dict = field(default_factory=dict)
-    loss: str = "bce"
-    loss_params: dict = field(default_factory=dict)
+    KIND: ClassVar[str] = "tuning"
+
     tuner: str = "grid"
     learning_rates: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
     log_uniform: tuple[float, float] | None = None  # e.g. (1e-5, 1e-1) instead of the fixed values
     max_trials: int = 4
     epochs: int = 10
-    batch_size: int = 8
-    fold: int = 0
-    seed: int = 0
-    val_fraction: float = 0.1
-    deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.train.runtime.set_deterministic)
     strategy: str = "auto"  # the session's strategy (mslesion.train.runtime.pick_strategy): each trial trains under it
-    mixed_precision: bool = False
-    runs_root: str = "runs"
     tag: str = "lr_search"
-    run_dir: str | None = None
     overwrite: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TuneConfig:
-        return config_from_dict(cls, d, "tuning")
 
 
 def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) -> Path:
@@ -106,11 +92,10 @@ def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) ->
 
 def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[str], carved: bool,
             verbose: int, progress: bool = False) -> Path:  # fmt: skip
-    import keras
     import keras_tuner as kt
 
     from mslesion.models import build_model
-    from mslesion.train import keras_metrics, losses, runtime
+    from mslesion.train import runtime
 
     runtime.set_seed(config.seed)
     runtime.set_deterministic(config.deterministic)
@@ -127,10 +112,8 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
             lr = hp.Choice("learning_rate", [float(v) for v in config.learning_rates])
         model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
         if policy != "float32":  # the loss in float32, as in training
-            out = keras.layers.Activation("linear", dtype="float32", name="output_float32")(model.output)
-            model = keras.Model(model.inputs, out, name=model.name)
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses.get_loss(config.loss, **config.loss_params),
-                      metrics=keras_metrics.default_metrics())  # fmt: skip
+            model = float32_output(model)
+        compile_for_training(model, config, learning_rate=lr)
         return model
 
     from mslesion.progress import JobProgress
