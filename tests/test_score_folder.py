@@ -76,6 +76,18 @@ def test_threshold_applies_to_probability_maps(folders, tmp_path):
     assert table.loc["c", "volume_pred_voxels"] == 0 and table.loc["a", "dice"] == 1
 
 
+def test_a_missing_or_empty_folder_is_one_error_line(folders, tmp_path, capsys):
+    preds, refs, *_ = folders
+    assert main(["score", str(preds), str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"mslesion: error: {tmp_path / 'nowhere'}: no such folder (expected a folder of "
+                                        "NIfTI masks)"]  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    assert main(["score", str(preds), str(tmp_path / "empty"), "--out-dir", str(tmp_path / "s")]) == 2
+    assert "holds no NIfTI mask" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_refuses_an_output_inside_an_input_and_a_foreign_folder(folders, tmp_path):
     preds, refs, *_ = folders
     with pytest.raises(OutputError, match="lies inside the input"):

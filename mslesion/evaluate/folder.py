@@ -26,7 +26,7 @@ from mslesion.data.volumes import (
     load_nifti,
     to_axial_stack,
 )
-from mslesion.errors import MissingMaskError, MslesionError
+from mslesion.errors import MissingMaskError, MslesionError, NoCasesFoundError
 from mslesion.evaluate.loop import Scoring, Subject, score_subjects
 from mslesion.evaluate.summary import describe_trust, evaluation_summary
 from mslesion.fileio import save_json
@@ -46,7 +46,7 @@ def _stem(path: Path) -> str | None:
 
 def _masks(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder of NIfTI masks")
+        raise NoCasesFoundError(folder, "no such folder (expected a folder of NIfTI masks)")
     return {stem: p for p in sorted(folder.iterdir()) if p.is_file() and (stem := _stem(p)) is not None}
 
 
@@ -55,7 +55,7 @@ def pair_masks(predictions: str | Path, references: str | Path) -> tuple[list[tu
     """``([(patient, reference, prediction or None)], unmatched prediction file names)``, sorted by patient."""
     refs, preds = _masks(Path(references)), _masks(Path(predictions))
     if not refs:
-        raise FileNotFoundError(f"{references}: holds no NIfTI mask (.nii or .nii.gz)")
+        raise NoCasesFoundError(references, "holds no NIfTI mask (.nii or .nii.gz) to score against")
     pairs, used = [], set()
     for patient, ref in refs.items():
         pred = next((preds[k] for k in (patient, f"{patient}_pred") if k in preds), None)
