@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         case, source = _volume(Path(tmp))
         prep = PrepConfig(size=(a.size, a.size), context=a.context)
         loaded = load_case(case, prep.modalities)
-        kwargs = {**prep.slicing_kwargs(), "selection": "all"}
-        sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, **kwargs)
+        sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, prep.slicing(),
+                            selection="all")
         x, n = sliced.images, len(sliced.images)
 
         params = {"input_shape": x.shape[1:]}

@@ -189,3 +189,24 @@ def test_lgg_unreadable_tiff_and_missing_mask_reported(tmp_path):
     assert failures["TCGA_CS_4941_19960909"]["error"] == "CorruptFileError"
     assert "_3.tif" in failures["TCGA_CS_4941_19960909"]["message"]
     assert failures["TCGA_DU_5849_19950405"]["error"] == "MissingMaskError"
+
+
+def test_prep_config_is_its_three_concerns_and_round_trips_flat():
+    from dataclasses import asdict, fields
+
+    from mslesion.data.loading import SourceConfig
+    from mslesion.data.slicing import SliceConfig
+    from mslesion.data.splits import SplitConfig
+
+    parts = (SourceConfig, SliceConfig, SplitConfig)
+    names = [f.name for cls in parts for f in fields(cls)]
+    assert len(names) == len(set(names)) and sorted(names) == sorted(f.name for f in fields(PrepConfig))
+    config = PrepConfig(modalities=["flair", "t2"], size=(64, 64), context=3, split="kfold", folds=4)
+    assert config.source() == SourceConfig(modalities=("flair", "t2"))
+    assert config.slicing() == SliceConfig(size=(64, 64), context=3)
+    assert config.splitting() == SplitConfig(split="kfold", folds=4)
+    assert PrepConfig.from_dict(json.loads(json.dumps(asdict(config)))) == config
+    with pytest.raises(ValueError, match="positive odd number"):
+        PrepConfig(context=2)
+    with pytest.raises(TypeError, match="bogus"):
+        PrepConfig(bogus=1)

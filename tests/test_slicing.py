@@ -102,3 +102,20 @@ def test_background_zero_sets_outside_the_foreground_to_zero_after_zscore():
         slice_case(stack, mask, ["flair"], None, size=(32, 32), background="air")
     assert PrepConfig().background == "zero" and PrepConfig.from_dict({"size": [64, 64]}).background == "keep"
     assert PrepConfig.from_dict(PrepConfig().to_dict()).background == "zero"
+
+
+def test_slice_case_takes_a_config_and_single_field_overrides():
+    from mslesion.data.slicing import SliceConfig
+
+    rng = np.random.default_rng(0)
+    stack = rng.normal(100, 10, (6, 40, 40, 1)).astype(np.float32)
+    mask = np.zeros((6, 40, 40), bool)
+    mask[2, 10:14, 10:14] = True
+    config = SliceConfig(size=(32, 32), selection="lesion")
+    lesion_only = slice_case(stack, mask, ["flair"], None, config)
+    every = slice_case(stack, mask, ["flair"], None, config, selection="all")
+    assert lesion_only.slice_indices.tolist() == [2] and every.slice_indices.tolist() == list(range(6))
+    np.testing.assert_array_equal(every.images[2], lesion_only.images[0])
+    assert config.selection == "lesion"  # the override did not change the config
+    with pytest.raises(TypeError, match="no_such_option"):
+        slice_case(stack, mask, ["flair"], None, config, no_such_option=1)

@@ -32,10 +32,26 @@ from mslesion.errors import (
     ShapeMismatchError,
 )
 
-__all__ = ["LoadedCase", "load_case", "LGG_CHANNELS"]
+__all__ = ["LoadedCase", "load_case", "LGG_CHANNELS", "SourceConfig"]
 
 #: Channel order of the LGG ``.tif`` slices (Buda et al. 2019).
 LGG_CHANNELS = ("pre", "flair", "post")
+
+
+@dataclass
+class SourceConfig:
+    """Which files of a dataset folder are read (:func:`mslesion.data.cohort.discover_cases`, :func:`load_case`);
+    part of ``prep_config.json``."""
+
+    layout: str = "auto"
+    image_patterns: dict[str, str] | None = None
+    mask_patterns: dict[str, str] | None = None
+    modalities: tuple[str, ...] = ("flair",)
+    mask_modality: str | None = None
+    allow_empty_masks: bool = False
+
+    def __post_init__(self) -> None:
+        self.modalities = tuple(self.modalities)
 
 
 @dataclass

@@ -26,10 +26,10 @@ import numpy as np
 
 from mslesion import __version__
 from mslesion.data.cohort import Case, discover_cases
-from mslesion.data.loading import LoadedCase, load_case
+from mslesion.data.loading import LoadedCase, SourceConfig, load_case
 from mslesion.data.reader import read_manifest
-from mslesion.data.slicing import CaseSlices, slice_case
-from mslesion.data.splits import save_splits, split_patients
+from mslesion.data.slicing import CaseSlices, SliceConfig, slice_case
+from mslesion.data.splits import SplitConfig, save_splits, split_patients
 from mslesion.errors import MslesionError, failure_row
 from mslesion.fileio import atomic_dir, crash_point, save_json, save_npy, save_text
 from mslesion.outputs import MARKER, OutputError, check_inside, check_output, locked, output_dir, read_marker
@@ -45,50 +45,27 @@ MANIFEST_COLUMNS = [
 
 
 @dataclass
-class PrepConfig:
-    """Everything that decides the slices; saved as ``prep_config.json``.
+class PrepConfig(SourceConfig, SliceConfig, SplitConfig):
+    """Everything that decides a slice dataset, by concern; saved (flat) as ``prep_config.json``.
 
-    Attributes mirror :func:`mslesion.data.slicing.slice_case`; plus which files to
-    read (``layout``, patterns, ``modalities``, ``mask_modality``), whether a
-    patient without lesions is acceptable, and how to split patients.
+    Which files are read (:class:`~mslesion.data.loading.SourceConfig`), how each case is sliced
+    (:class:`~mslesion.data.slicing.SliceConfig`) and how patients are split
+    (:class:`~mslesion.data.splits.SplitConfig`): the fields of all three, one level deep, so the CLI
+    flags, notebooks and ``prep_config.json`` name them the same way.
     """
 
-    layout: str = "auto"
-    image_patterns: dict[str, str] | None = None
-    mask_patterns: dict[str, str] | None = None
-    modalities: tuple[str, ...] = ("flair",)
-    mask_modality: str | None = None
-    allow_empty_masks: bool = False
-    selection: str = "lesion"
-    entropy_threshold_bits: float = 2.0
-    min_foreground_fraction: float = 0.01
-    foreground: str = "auto"
-    normalisation: str = "zscore"
-    percentiles: tuple[float, float] = (0.5, 99.5)
-    background: str = "zero"  # outside the foreground after normalisation: "zero" (nnU-Net) or "keep"
-    size: tuple[int, int] = (256, 256)
-    fit: str = "pad"
-    context: int = 1
-    context_padding: str = "edge"
-    crop: str = "none"  # "brain": crop slices to the head's bounding box (Rondinella et al. 2023), recorded for the inverse
-    crop_margin: int = 4
-    split: str = "holdout"
-    test_fraction: float = 0.1
-    val_fraction: float = 0.1
-    folds: int = 5
-    seed: int = 0
-
     def __post_init__(self) -> None:
-        self.modalities = tuple(self.modalities)
-        self.size = tuple(int(s) for s in self.size)
-        self.percentiles = tuple(float(p) for p in self.percentiles)
-        if self.context < 1 or self.context % 2 == 0:
-            raise ValueError(f"context must be a positive odd number of slices, not {self.context}")
+        SourceConfig.__post_init__(self)
+        SliceConfig.__post_init__(self)
 
-    def slicing_kwargs(self) -> dict:
-        keys = ("selection", "entropy_threshold_bits", "min_foreground_fraction", "foreground", "normalisation",
-                "percentiles", "background", "size", "fit", "context", "context_padding", "crop", "crop_margin")  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
+    def source(self) -> SourceConfig:
+        return _part(self, SourceConfig)
+
+    def slicing(self) -> SliceConfig:
+        return _part(self, SliceConfig)
+
+    def splitting(self) -> SplitConfig:
+        return _part(self, SplitConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +75,10 @@ class PrepConfig:
         names = {f.name for f in fields(cls)}
         # records written before the option existed kept the normalised background
         return cls(**{"background": "keep", **{k: v for k, v in d.items() if k in names}})
+
+
+def _part(config, cls):
+    return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -128,7 +109,7 @@ class PrepSummary:
 def prepare_case(case: Case, config: PrepConfig, out_dir: Path) -> list[dict]:
     """Load, slice and write one patient into ``out_dir/<patient>``; return its manifest rows."""
     loaded = load_case(case, config.modalities, config.mask_modality, config.allow_empty_masks)
-    sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, **config.slicing_kwargs())
+    sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, config.slicing())
     with atomic_dir(check_inside(out_dir, out_dir / case.patient_id)) as tmp:
         save_npy(tmp / "image.npy", sliced.images)
         save_npy(tmp / "mask.npy", sliced.masks)

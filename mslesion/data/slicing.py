@@ -9,7 +9,7 @@ with ``C = M * context`` channels ordered modality-major
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ __all__ = [
     "CaseSlices",
     "select_slices",
     "context_indices",
+    "SliceConfig",
     "slice_case",
     "channel_names",
     "to_native_stack",
@@ -105,27 +106,42 @@ def channel_names(modalities: list[str], context: int) -> list[str]:
     return [f"{m}[{o:+d}]" for m in modalities for o in range(-half, half + 1)]
 
 
+@dataclass
+class SliceConfig:
+    """How one case's slices are made (:func:`slice_case`); part of ``prep_config.json``."""
+
+    selection: str = "lesion"
+    entropy_threshold_bits: float = 2.0
+    min_foreground_fraction: float = 0.01
+    foreground: str = "auto"
+    normalisation: str = "zscore"
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    background: str = "zero"  # outside the foreground after normalisation: "zero" (nnU-Net) or "keep"
+    size: tuple[int, int] = (256, 256)
+    fit: str = "pad"
+    context: int = 1
+    context_padding: str = "edge"
+    crop: str = "none"  # "brain": crop slices to the head's bounding box (Rondinella et al. 2023), recorded for the inverse
+    crop_margin: int = 4
+
+    def __post_init__(self) -> None:
+        self.size = tuple(int(s) for s in self.size)
+        self.percentiles = tuple(float(p) for p in self.percentiles)
+        if self.context < 1 or self.context % 2 == 0:
+            raise ValueError(f"context must be a positive odd number of slices, not {self.context}")
+
+
 def slice_case(
     stack: np.ndarray,
     mask: np.ndarray,
     modalities: list[str],
     spacing_zhw_mm: tuple[float, float, float] | None,
-    *,
-    selection: str = "lesion",
-    entropy_threshold_bits: float = 2.0,
-    min_foreground_fraction: float = 0.01,
-    foreground: str = "auto",
-    normalisation: str = "zscore",
-    percentiles: tuple[float, float] = (0.5, 99.5),
-    background: str = "zero",
-    size: tuple[int, int] = (256, 256),
-    fit: str = "pad",
-    context: int = 1,
-    context_padding: str = "edge",
-    crop: str = "none",
-    crop_margin: int = 4,
+    config: SliceConfig | None = None,
+    **options,
 ) -> CaseSlices:
-    """Normalise per volume, select slices, stack 2.5D context, (crop,) resize.
+    """Normalise per volume, select slices, stack 2.5D context, (crop,) resize, as ``config`` says.
+
+    ``options`` change single fields of ``config`` (default :class:`SliceConfig`), e.g. ``selection="all"``.
 
     The foreground (for z-score statistics and ``brain`` selection) and the
     entropy are computed on the first modality's raw intensities. ``crop="brain"``
@@ -137,8 +153,9 @@ def slice_case(
     a large negative value whose share of each slice varies with the slice;
     ``"keep"`` leaves the normalised values.
     """
-    if background not in BACKGROUNDS:
-        raise ValueError(f"unknown background {background!r}; use {' or '.join(BACKGROUNDS)}")
+    cfg = replace(config or SliceConfig(), **options)
+    if cfg.background not in BACKGROUNDS:
+        raise ValueError(f"unknown background {cfg.background!r}; use {' or '.join(BACKGROUNDS)}")
     if stack.ndim != 4 or mask.shape != stack.shape[:3]:
         raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
     z, h, w, m = stack.shape
@@ -146,30 +163,30 @@ def slice_case(
     # Per-slice statistics cost a pass over the volume. Lesion selection is
     # known from the mask alone, so then only the kept slices need them (for
     # the manifest), unless normalisation needs the whole foreground.
-    keep = np.flatnonzero(mask.any(axis=(1, 2))) if selection == "lesion" else None
-    partial = keep is not None and normalisation == "none" and crop == "none"
-    fg = foreground_mask(first, foreground, slices=keep if partial else None)
+    keep = np.flatnonzero(mask.any(axis=(1, 2))) if cfg.selection == "lesion" else None
+    partial = keep is not None and cfg.normalisation == "none" and cfg.crop == "none"
+    fg = foreground_mask(first, cfg.foreground, slices=keep if partial else None)
     entropy = slice_entropy_bits(first, slices=keep)
-    norms = [fit_normalisation(stack[..., i], fg, normalisation, percentiles) for i in range(m)]
+    norms = [fit_normalisation(stack[..., i], fg, cfg.normalisation, cfg.percentiles) for i in range(m)]
     if keep is None:
-        keep = select_slices(mask, fg, entropy, selection, entropy_threshold_bits, min_foreground_fraction)
+        keep = select_slices(mask, fg, entropy, cfg.selection, cfg.entropy_threshold_bits, cfg.min_foreground_fraction)
         entropy = entropy[keep]
     spacing_hw = tuple(spacing_zhw_mm[1:]) if spacing_zhw_mm is not None else None
-    box = _crop_box(fg if crop == "brain" else None, crop, crop_margin, (h, w))
+    box = _crop_box(fg if cfg.crop == "brain" else None, cfg.crop, cfg.crop_margin, (h, w))
     r0, r1, c0, c1 = box or (0, h, 0, w)
-    geom = plan_geometry((r1 - r0, c1 - c0), size, fit, spacing_hw)
+    geom = plan_geometry((r1 - r0, c1 - c0), cfg.size, cfg.fit, spacing_hw)
 
-    n, c = len(keep), m * context
+    n, c = len(keep), m * cfg.context
     images = np.empty((n, *geom.size, c), dtype=np.float32)
     masks = np.empty((n, *geom.size, 1), dtype=np.uint8)
     normalised = [norm.apply(stack[..., i]) for i, norm in enumerate(norms)]
-    if background == "zero" and normalisation != "none":
+    if cfg.background == "zero" and cfg.normalisation != "none":
         for vol in normalised:
             vol[~fg] = 0.0
     for row, k in enumerate(keep):
         planes = []
         for vol in normalised:
-            for j in context_indices(int(k), z, context, context_padding):
+            for j in context_indices(int(k), z, cfg.context, cfg.context_padding):
                 planes.append(vol[j, r0:r1, c0:c1] if j >= 0 else np.zeros((r1 - r0, c1 - c0), np.float32))
         images[row] = to_model(np.stack(planes, axis=-1), geom, "image")
         masks[row] = to_model(mask[k, r0:r1, c0:c1].astype(np.uint8)[..., None], geom, "mask")
@@ -183,7 +200,7 @@ def slice_case(
         foreground_fraction=fg[keep].mean(axis=(1, 2)) if n else np.zeros(0),
         geometry=geom,
         normalisations=norms,
-        channels=channel_names(modalities, context),
+        channels=channel_names(modalities, cfg.context),
         n_slices_total=z,
         crop_box=box,
     )

@@ -6,15 +6,27 @@ slices of one brain sat on both sides; here every split is over patient ids.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mslesion.fileio import load_json, save_json
 
-__all__ = ["SPLIT_MODES", "split_patients", "save_splits", "load_splits", "check_disjoint"]
+__all__ = ["SPLIT_MODES", "SplitConfig", "split_patients", "save_splits", "load_splits", "check_disjoint"]
 
 SPLIT_MODES = ("holdout", "train_val_test", "kfold")
+
+
+@dataclass
+class SplitConfig:
+    """How a dataset's patients are split (:func:`split_patients`); part of ``prep_config.json``."""
+
+    split: str = "holdout"
+    test_fraction: float = 0.1
+    val_fraction: float = 0.1
+    folds: int = 5
+    seed: int = 0
 
 
 def _count(n: int, fraction: float, name: str) -> int:

@@ -10,6 +10,7 @@ the same random batch and their probabilities compared (refused above :data:`TOL
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: str = "savedmodel"
             "output": "float32 (N, H, W, 1) lesion probability; lesion where > threshold",
             "threshold": float(run.config.get("threshold", 0.5)),
             "modalities": list(run.prep.modalities),
-            "slicing": run.prep.slicing_kwargs(),
+            "slicing": asdict(run.prep.slicing()),
             "note": "mslesion.data.slicing.slice_case prepares slices this way; mslesion.data.slicing.to_native_stack maps "
                     "probabilities back to the source grid",
         })  # fmt: skip

@@ -11,7 +11,7 @@ and header (NIfTI), or as one ``*_pred_mask.tif`` per slice for TIFF datasets.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -190,8 +190,8 @@ def _same_preparation(first: str | Path, other: str | Path, checkpoint: str) -> 
     b = PrepConfig.from_dict(check_run(other, checkpoint)[1])
     # which slices were kept for training does not matter here: prediction slices every one
     ignore = {"selection", "entropy_threshold_bits", "min_foreground_fraction"}
-    theirs = b.slicing_kwargs()
-    diff = {k: (v, theirs[k]) for k, v in a.slicing_kwargs().items() if k not in ignore and theirs[k] != v}
+    ours, theirs = asdict(a.slicing()), asdict(b.slicing())
+    diff = {k: (v, theirs[k]) for k, v in ours.items() if k not in ignore and theirs[k] != v}
     if a.modalities != b.modalities:
         diff["modalities"] = (a.modalities, b.modalities)
     if diff:
@@ -210,8 +210,8 @@ def predict_volume(run: TrainedRun | Sequence[TrainedRun], case: LoadedCase, bat
     """
     members = list(run) if isinstance(run, (list, tuple)) else [run]
     first = members[0]
-    kwargs = {**first.prep.slicing_kwargs(), "selection": "all"}
-    sliced = slice_case(case.stack, case.mask, case.modalities, case.spacing_zhw_mm, **kwargs)
+    sliced = slice_case(case.stack, case.mask, case.modalities, case.spacing_zhw_mm, first.prep.slicing(),
+                        selection="all")
     if tuple(sliced.images.shape[1:]) != first.input_shape:
         raise ValueError(
             f"patient {case.patient_id}: prepared slices have shape {sliced.images.shape[1:]} but the model of "
