@@ -33,7 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mslesion.data.cohort import Case, discover_cases  # noqa: E402
+from mslesion.data.case import Case
+from mslesion.data.cohort import discover_cases  # noqa: E402
 from mslesion.data.prep import PrepConfig, prepare_case
 from mslesion.data.reader import open_case  # noqa: E402
 from mslesion.data.slicing import to_native_volume  # noqa: E402

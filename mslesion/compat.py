@@ -23,7 +23,7 @@ MOVED_MODULES = {
     "mslesion.platform_setup": "mslesion.env.platform_setup",
     "mslesion.workspace": "mslesion.env.workspace",
     "mslesion.quiet_import": "mslesion.env.quiet_import",
-    "mslesion.cohort": "mslesion.data.cohort",
+    "mslesion.cohort": ("mslesion.data.cohort", "mslesion.data.case", "mslesion.data.layouts"),
     "mslesion.volumes": "mslesion.data.volumes",
     "mslesion.loading": "mslesion.data.loading",
     "mslesion.intensity": "mslesion.data.intensity",

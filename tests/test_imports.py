@@ -95,7 +95,7 @@ STAGES = ("top", "env", "data", "models", "train", "infer", "evaluate", "report"
 #: imports that point up the list, each for a reason; a new one is a design decision, so it must be added here
 UPWARD = {
     ("mslesion.__main__", "mslesion.cli"),  # python -m mslesion
-    ("mslesion.env.workspace", "mslesion.data.cohort"),  # the notebooks' working folder describes the data it finds
+    ("mslesion.env.workspace", "mslesion.data.layouts"),  # the notebooks' working folder describes the data it finds
     ("mslesion.env.workspace", "mslesion.data.reader"),
     ("mslesion.env.workspace", "mslesion.data.splits"),
     ("mslesion.env.workspace", "mslesion.data.synthetic"),

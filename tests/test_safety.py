@@ -17,7 +17,8 @@ import pytest
 
 from mslesion import outputs
 from mslesion.cli import main
-from mslesion.data.cohort import check_patient_id, discover_cases
+from mslesion.data.case import check_patient_id
+from mslesion.data.cohort import discover_cases
 from mslesion.data.prep import PrepConfig, prepare_dataset
 from mslesion.data.reader import read_manifest
 from mslesion.data.synthetic import generate_cohort

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mslesion.data.cohort import Case, normalise_modality
+from mslesion.data.case import Case, normalise_modality
 from mslesion.data.volumes import (
     axial_spacing_mm,
     binarise_mask,

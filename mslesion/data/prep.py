@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from mslesion import __version__
-from mslesion.data.cohort import Case, discover_cases
+from mslesion.data.case import Case
+from mslesion.data.cohort import discover_cases
 from mslesion.data.loading import LoadedCase, SourceConfig, load_case
 from mslesion.data.reader import read_manifest
 from mslesion.data.slicing import CaseSlices, SliceConfig, slice_case

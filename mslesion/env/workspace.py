@@ -120,7 +120,7 @@ def bring_forward(relative: str | Path, work: Path, marker: str | Callable[[Path
 
 
 def _looks_like_cohort(folder: Path) -> bool:
-    from mslesion.data.cohort import detect_layout
+    from mslesion.data.layouts import detect_layout
     from mslesion.errors import NoCasesFoundError
 
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mslesion.data.cohort import Case, Discovery, check_patient_id, discover_cases, normalise_modality
+from mslesion.data.case import Case, Discovery, check_patient_id, normalise_modality
+from mslesion.data.cohort import discover_cases
 from mslesion.errors import BadPatientIdError, DataError, MissingModalityError, NoCasesFoundError, failure_row
 from mslesion.outputs import read_marker
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mslesion.data.cohort import Case
+from mslesion.data.case import Case
 from mslesion.data.loading import load_case
 from mslesion.data.prep import PrepConfig
 from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
