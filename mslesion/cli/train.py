@@ -106,31 +106,13 @@ def add_models(subparsers) -> None:
     p.add_argument("--no-counts", action="store_true", help="skip building each model at 256x256x3 to count parameters")
 
     def run(a):
-        import keras
+        from mslesion.models.catalogue import describe_registry, describe_sm_backbones
+        from mslesion.study.table_6_1 import describe_report_models
 
-        from mslesion.models import build_model, count_params, list_models
-        from mslesion.models.sm import SM_BACKBONES
-
-        for info in list_models():
-            line = f"{info['name']:<16} {info['description']}"
-            if not info["available"]:
-                line += f"  [unavailable: {info['reason']}]"
-            print(line)
-            print(f"{'':<16} defaults: {info['defaults']}")
-            if not a.no_counts and info["available"]:
-                shape = info["example_input"]
-                c = count_params(build_model(info["name"], input_shape=shape))
-                print(f"{'':<16} {'x'.join(map(str, shape))} with defaults: {c['total']:,} params "
-                      f"({c['trainable']:,} trainable, {c['non_trainable']:,} non-trainable)")  # fmt: skip
-                keras.backend.clear_session()
-        print("\nsegmentation_models backbones (sm.unet / sm.fpn / sm.linknet backbone=...):")
-        for name, (status, note) in SM_BACKBONES.items():
-            print(f"  {name:<18} {status:<6} {note}")
-        from mslesion.study.table_6_1 import REPORT_MODELS
-
-        print("\nthe backbone report's Table 6.1 models (mslesion.study.table_6_1.build_report_model(key), weights='imagenet' on Kaggle/Colab):")
-        for key, m in REPORT_MODELS.items():
-            print(f"  {key:<26} {m.registry_name:<14} {m.total:>12,} params  {m.display_name}")
+        for lines in (describe_registry(counts=not a.no_counts), describe_sm_backbones(), describe_report_models()):
+            for line in lines:
+                print(line)
+            print()
 
     p.set_defaults(run=run)
 

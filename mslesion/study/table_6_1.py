@@ -18,7 +18,7 @@ import keras
 
 from mslesion.models.registry import build_model
 
-__all__ = ["ReportModel", "REPORT_MODELS", "report_models", "build_report_model"]
+__all__ = ["ReportModel", "REPORT_MODELS", "report_models", "build_report_model", "describe_report_models"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +87,11 @@ def report_models(input_shape=(256, 256, 3), weights=None) -> dict[str, keras.Mo
             ``None`` offline (see :func:`build_report_model`).
     """
     return {key: build_report_model(key, input_shape, weights) for key in REPORT_MODELS}
+
+
+def describe_report_models() -> list[str]:
+    """Lines listing the six models: key, registry name, parameter count as the report gives it, its name there."""
+    lines = ["the backbone report's Table 6.1 models (mslesion.study.table_6_1.build_report_model(key), "
+             "weights='imagenet' on Kaggle/Colab):"]  # fmt: skip
+    return lines + [f"  {key:<26} {m.registry_name:<14} {m.total:>12,} params  {m.display_name}"
+                    for key, m in REPORT_MODELS.items()]  # fmt: skip
