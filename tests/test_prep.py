@@ -210,3 +210,25 @@ def test_prep_config_is_its_three_concerns_and_round_trips_flat():
         PrepConfig(context=2)
     with pytest.raises(TypeError, match="bogus"):
         PrepConfig(bogus=1)
+
+
+def test_prep_flags_are_generated_from_the_config_fields():
+    import argparse
+    from dataclasses import fields
+
+    from mslesion.cli.options import add_config_flags, config_from_flags
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, PrepConfig)
+    assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in fields(PrepConfig)}
+    assert config_from_flags(parser.parse_args([]), PrepConfig) == PrepConfig()
+    args = parser.parse_args(["--size", "32", "48", "--modalities", "flair", "t1", "--image-pattern",
+                              "flair={patient}/f.nii.gz", "--image-pattern", "t1={patient}/t1.nii.gz",
+                              "--mask-pattern", "flair={patient}/m.nii.gz", "--allow-empty-masks", "--crop", "brain",
+                              "--entropy-threshold", "1.5", "--split", "kfold", "--folds", "3"])  # fmt: skip
+    assert config_from_flags(args, PrepConfig) == PrepConfig(
+        size=(32, 48), modalities=("flair", "t1"), allow_empty_masks=True, crop="brain", entropy_threshold_bits=1.5,
+        image_patterns={"flair": "{patient}/f.nii.gz", "t1": "{patient}/t1.nii.gz"},
+        mask_patterns={"flair": "{patient}/m.nii.gz"}, split="kfold", folds=3)  # fmt: skip
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--crop", "skull"])  # choices come from the field's metadata

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mslesion.cli.options import key_value_pairs
+from mslesion.cli.options import add_config_flags, config_from_flags
 
 __all__ = ["add_synth", "add_prep", "add_split", "add_prep3d"]
 
@@ -29,44 +29,12 @@ def add_synth(subparsers) -> None:
 
 
 def add_prep(subparsers) -> None:
-    from mslesion.data.cohort import LAYOUTS
-    from mslesion.data.geometry import FITS
-    from mslesion.data.intensity import NORMALISATIONS
     from mslesion.data.prep import PrepConfig
-    from mslesion.data.slicing import SELECTIONS
-    from mslesion.data.splits import SPLIT_MODES
 
-    d = PrepConfig()
     p = subparsers.add_parser("prep", help="extract normalised 2D slices (.npy) from volumes, split by patient")
     p.add_argument("source", type=Path, help="dataset folder (Muslim, Ljubljana, LGG layout, or use patterns)")
     p.add_argument("out_dir", type=Path, help="dataset folder to write")
-    p.add_argument("--layout", choices=LAYOUTS, default=d.layout)
-    p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",
-                   help="e.g. flair='{patient}/{patient}_FLAIR.nii.gz' (repeat per modality)")  # fmt: skip
-    p.add_argument("--mask-pattern", action="append", metavar="MOD=PATTERN")
-    p.add_argument("--modalities", nargs="+", default=list(d.modalities), help="channels, e.g. flair t1 t2")
-    p.add_argument("--mask-modality", default=None, help="whose lesion mask to use (default: first modality)")
-    p.add_argument("--allow-empty-masks", action="store_true", help="accept patients without lesions")
-    p.add_argument("--selection", choices=SELECTIONS, default=d.selection)
-    p.add_argument("--entropy-threshold", type=float, default=d.entropy_threshold_bits, help="bits/pixel")
-    p.add_argument("--min-foreground", type=float, default=d.min_foreground_fraction,
-                   help="for --selection brain: least fraction of the slice inside the head")  # fmt: skip
-    p.add_argument("--normalisation", choices=NORMALISATIONS, default=d.normalisation)
-    p.add_argument("--percentiles", type=float, nargs=2, default=d.percentiles)
-    p.add_argument("--background", choices=("zero", "keep"), default=d.background,
-                   help="outside the foreground after normalisation: 0 (default, nnU-Net) or the normalised values")
-    p.add_argument("--size", type=int, nargs=2, default=d.size, metavar=("H", "W"))
-    p.add_argument("--fit", choices=FITS, default=d.fit)
-    p.add_argument("--context", type=int, default=d.context, help="2.5D: odd number of adjacent slices as channels")
-    p.add_argument("--context-padding", choices=("edge", "zero"), default=d.context_padding)
-    p.add_argument("--crop", choices=("none", "brain"), default=d.crop,
-                   help="brain: crop slices to the head's bounding box (Rondinella et al. 2023), undone at evaluation")  # fmt: skip
-    p.add_argument("--crop-margin", type=int, default=d.crop_margin, help="pixels kept around the box")
-    p.add_argument("--split", choices=SPLIT_MODES, default=d.split)
-    p.add_argument("--test-fraction", type=float, default=d.test_fraction)
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction)
-    p.add_argument("--folds", type=int, default=d.folds)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_config_flags(p, PrepConfig)  # one flag per field of its source, slicing and split parts
     p.add_argument("--jobs", type=int, default=1, help="patients prepared in parallel")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset mslesion prep wrote at OUT before")
@@ -74,19 +42,8 @@ def add_prep(subparsers) -> None:
     def run(a):
         from mslesion.data.prep import prepare_dataset
 
-        config = PrepConfig(
-            layout=a.layout, image_patterns=key_value_pairs(a.image_pattern, "--image-pattern"),
-            mask_patterns=key_value_pairs(a.mask_pattern, "--mask-pattern"), modalities=tuple(a.modalities),
-            mask_modality=a.mask_modality, allow_empty_masks=a.allow_empty_masks, selection=a.selection,
-            entropy_threshold_bits=a.entropy_threshold, min_foreground_fraction=a.min_foreground,
-            normalisation=a.normalisation, percentiles=tuple(a.percentiles), background=a.background,
-            size=tuple(a.size), fit=a.fit,
-            context=a.context, context_padding=a.context_padding, crop=a.crop, crop_margin=a.crop_margin,
-            split=a.split, test_fraction=a.test_fraction,
-            val_fraction=a.val_fraction, folds=a.folds, seed=a.seed,
-        )  # fmt: skip
-        summary = prepare_dataset(a.source, a.out_dir, config, jobs=a.jobs, progress=not a.no_progress,
-                                  overwrite=a.overwrite)  # fmt: skip
+        summary = prepare_dataset(a.source, a.out_dir, config_from_flags(a, PrepConfig), jobs=a.jobs,
+                                  progress=not a.no_progress, overwrite=a.overwrite)  # fmt: skip
         print(summary)
         return 1 if summary.patients == 0 else 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["key_value_pairs", "json_pairs", "config_from", "config_file", "add_run_options", "run_options",
-           "mixed_precision"]  # fmt: skip
+           "mixed_precision", "add_config_flags", "config_from_flags"]  # fmt: skip
 
 
 def key_value_pairs(items: list[str] | None, flag: str) -> dict[str, str] | None:
@@ -83,3 +83,51 @@ def mixed_precision(choice: str | None) -> bool | None:
 
         return auto_mixed_precision()
     return choice == "on"
+
+
+def add_config_flags(p, cls, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of the config dataclass ``cls``, from its default and ``field(metadata=...)``.
+
+    Metadata keys: ``flag`` (default ``--field-name``), ``help``, ``choices``, ``metavar``, ``nargs`` ("+" for a
+    tuple of any length) and ``pairs`` (a dict given as repeated ``KEY=VALUE`` flags, named by its metavar).
+    Booleans that default to False become switches; tuples take as many values as their default holds.
+    """
+    from dataclasses import MISSING, fields
+
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        meta = f.metadata
+        default = f.default if f.default is not MISSING else f.default_factory()
+        kwargs = {"dest": f.name, "help": meta.get("help")}
+        if "pairs" in meta:
+            kwargs.update(action="append", metavar=meta["pairs"])
+        elif isinstance(default, bool) and not default:
+            kwargs.update(action="store_true")
+        else:
+            kwargs.update(default=list(default) if isinstance(default, tuple) else default)
+            if isinstance(default, tuple):
+                kwargs.update(nargs=meta.get("nargs", len(default)), type=type(default[0]))
+            elif default is not None:
+                kwargs.update(type=type(default))
+            for key in ("choices", "metavar"):
+                if key in meta:
+                    kwargs[key] = meta[key]
+        p.add_argument(meta.get("flag", "--" + f.name.replace("_", "-")), **kwargs)
+
+
+def config_from_flags(a, cls, skip: tuple[str, ...] = ()):
+    """The config dataclass ``cls`` from the flags :func:`add_config_flags` added."""
+    from dataclasses import MISSING, fields
+
+    values = {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        value = getattr(a, f.name)
+        if "pairs" in f.metadata:
+            value = key_value_pairs(value, f.metadata.get("flag", "--" + f.name.replace("_", "-")))
+        elif isinstance(f.default if f.default is not MISSING else f.default_factory(), tuple):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from mslesion.data.case import Case, normalise_modality
+from mslesion.data.cohort import LAYOUTS
 from mslesion.data.volumes import (
     axial_spacing_mm,
     binarise_mask,
@@ -43,12 +44,14 @@ class SourceConfig:
     """Which files of a dataset folder are read (:func:`mslesion.data.cohort.discover_cases`, :func:`load_case`);
     part of ``prep_config.json``."""
 
-    layout: str = "auto"
-    image_patterns: dict[str, str] | None = None
-    mask_patterns: dict[str, str] | None = None
-    modalities: tuple[str, ...] = ("flair",)
-    mask_modality: str | None = None
-    allow_empty_masks: bool = False
+    layout: str = field(default="auto", metadata={"choices": LAYOUTS})
+    image_patterns: dict[str, str] | None = field(default=None, metadata={
+        "flag": "--image-pattern", "pairs": "MOD=PATTERN",
+        "help": "e.g. flair='{patient}/{patient}_FLAIR.nii.gz' (repeat per modality)"})
+    mask_patterns: dict[str, str] | None = field(default=None, metadata={"flag": "--mask-pattern", "pairs": "MOD=PATTERN"})
+    modalities: tuple[str, ...] = field(default=("flair",), metadata={"nargs": "+", "help": "channels, e.g. flair t1 t2"})
+    mask_modality: str | None = field(default=None, metadata={"help": "whose lesion mask to use (default: first modality)"})
+    allow_empty_masks: bool = field(default=False, metadata={"help": "accept patients without lesions"})
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)

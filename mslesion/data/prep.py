@@ -46,7 +46,7 @@ MANIFEST_COLUMNS = [
 
 
 @dataclass
-class PrepConfig(SourceConfig, SliceConfig, SplitConfig):
+class PrepConfig(SplitConfig, SliceConfig, SourceConfig):  # fields in the order source, slicing, split
     """Everything that decides a slice dataset, by concern; saved (flat) as ``prep_config.json``.
 
     Which files are read (:class:`~mslesion.data.loading.SourceConfig`), how each case is sliced

@@ -9,12 +9,18 @@ with ``C = M * context`` channels ordered modality-major
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mslesion.data.geometry import SliceGeometry, plan_geometry, to_model, to_native, to_native_many
-from mslesion.data.intensity import Normalisation, fit_normalisation, foreground_mask, slice_entropy_bits
+from mslesion.data.geometry import FITS, SliceGeometry, plan_geometry, to_model, to_native, to_native_many
+from mslesion.data.intensity import (
+    NORMALISATIONS,
+    Normalisation,
+    fit_normalisation,
+    foreground_mask,
+    slice_entropy_bits,
+)
 
 __all__ = [
     "SELECTIONS",
@@ -29,6 +35,8 @@ __all__ = [
 ]
 
 SELECTIONS = ("lesion", "brain", "entropy", "all")
+CROPS = ("none", "brain")
+BACKGROUNDS = ("zero", "keep")
 
 
 @dataclass
@@ -110,19 +118,23 @@ def channel_names(modalities: list[str], context: int) -> list[str]:
 class SliceConfig:
     """How one case's slices are made (:func:`slice_case`); part of ``prep_config.json``."""
 
-    selection: str = "lesion"
-    entropy_threshold_bits: float = 2.0
-    min_foreground_fraction: float = 0.01
-    foreground: str = "auto"
-    normalisation: str = "zscore"
+    selection: str = field(default="lesion", metadata={"choices": SELECTIONS})
+    entropy_threshold_bits: float = field(default=2.0, metadata={"flag": "--entropy-threshold", "help": "bits/pixel"})
+    min_foreground_fraction: float = field(default=0.01, metadata={
+        "flag": "--min-foreground", "help": "for --selection brain: least fraction of the slice inside the head"})
+    foreground: str = field(default="auto", metadata={"choices": ("auto", "nonzero", "otsu"), "help": (
+        "the head, for z-score statistics and --selection brain: nonzero (skull-stripped), otsu, or auto")})
+    normalisation: str = field(default="zscore", metadata={"choices": NORMALISATIONS})
     percentiles: tuple[float, float] = (0.5, 99.5)
-    background: str = "zero"  # outside the foreground after normalisation: "zero" (nnU-Net) or "keep"
-    size: tuple[int, int] = (256, 256)
-    fit: str = "pad"
-    context: int = 1
-    context_padding: str = "edge"
-    crop: str = "none"  # "brain": crop slices to the head's bounding box (Rondinella et al. 2023), recorded for the inverse
-    crop_margin: int = 4
+    background: str = field(default="zero", metadata={"choices": BACKGROUNDS, "help": (
+        "outside the foreground after normalisation: 0 (default, nnU-Net) or the normalised values")})
+    size: tuple[int, int] = field(default=(256, 256), metadata={"metavar": ("H", "W")})
+    fit: str = field(default="pad", metadata={"choices": FITS})
+    context: int = field(default=1, metadata={"help": "2.5D: odd number of adjacent slices as channels"})
+    context_padding: str = field(default="edge", metadata={"choices": ("edge", "zero")})
+    crop: str = field(default="none", metadata={"choices": CROPS, "help": (
+        "brain: crop slices to the head's bounding box (Rondinella et al. 2023), undone at evaluation")})
+    crop_margin: int = field(default=4, metadata={"help": "pixels kept around the box"})
 
     def __post_init__(self) -> None:
         self.size = tuple(int(s) for s in self.size)
@@ -205,9 +217,6 @@ def slice_case(
         crop_box=box,
     )
 
-
-CROPS = ("none", "brain")
-BACKGROUNDS = ("zero", "keep")
 
 
 def _crop_box(fg: np.ndarray | None, crop: str, margin: int, hw: tuple[int, int]) -> tuple[int, int, int, int] | None:

@@ -6,7 +6,7 @@ slices of one brain sat on both sides; here every split is over patient ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ SPLIT_MODES = ("holdout", "train_val_test", "kfold")
 class SplitConfig:
     """How a dataset's patients are split (:func:`split_patients`); part of ``prep_config.json``."""
 
-    split: str = "holdout"
+    split: str = field(default="holdout", metadata={"choices": SPLIT_MODES})
     test_fraction: float = 0.1
     val_fraction: float = 0.1
     folds: int = 5
