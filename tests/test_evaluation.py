@@ -231,3 +231,22 @@ def test_a_run_whose_dataset_cannot_be_found_is_one_line_naming_it(trained, tmp_
     assert main(["evaluate", str(copy)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data/slices/elsewhere" in err[0] and "relative path" in err[0]
+
+
+def test_evaluate_flags_are_generated_from_the_config_fields():
+    import argparse
+    from dataclasses import fields
+
+    from mslesion.cli.options import add_config_flags, config_from_flags
+
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser, EvalConfig, skip=("ensemble",))
+    assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in fields(EvalConfig)} - {"ensemble"}
+    assert config_from_flags(parser.parse_args([]), EvalConfig, skip=("ensemble",)) == EvalConfig()
+    args = parser.parse_args(["--patients", "3", "7", "--tta", "flip", "--connectivity", "6", "--write-masks",
+                              "--checkpoint", "best", "--out-dir", "o"])  # fmt: skip
+    assert config_from_flags(args, EvalConfig, skip=("ensemble",)) == EvalConfig(
+        patients=["3", "7"], tta="flip", connectivity=6, write_masks=True, checkpoint="best", out_dir="o")
+    for bad in (["--connectivity", "8"], ["--tta", "mirror"], ["--layout", "bids"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from mslesion.cli.options import key_value_pairs
+from mslesion.cli.options import add_config_flags, config_from_flags, key_value_pairs
 
 __all__ = ["add_evaluate", "add_score", "add_predict", "add_export"]
 
 
 def add_evaluate(subparsers) -> None:
     from mslesion.evaluate.config import EvalConfig
-    from mslesion.infer.inference import CHECKPOINTS
-    from mslesion.infer.tta import TTA_MODES
 
-    d = EvalConfig()
     p = subparsers.add_parser("evaluate", help="score a run per patient on whole volumes (voxel, HD95, lesion-wise)")
     p.add_argument("run_dir", type=Path, nargs="+", help="run folder(s) from mslesion train")
-    p.add_argument("--part", default=d.part, help="split part of the run's dataset (default test)")
-    p.add_argument("--source", help="a folder of other patients with masks (any layout prep reads) instead")
-    p.add_argument("--layout", default=d.layout, help="layout of --source")
-    p.add_argument("--patients", nargs="+", help="only these patient ids")
-    p.add_argument("--checkpoint", choices=CHECKPOINTS, default=d.checkpoint, help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
-    p.add_argument("--threshold", type=float, default=d.threshold)
-    p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=d.connectivity)
-    p.add_argument("--detection-fraction", type=float, default=d.detection_fraction,
-                   help="fraction of a lesion that must be predicted to count as found (0: any overlap)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--write-masks", action="store_true", help="save predicted masks (NIfTI with the source affine)")
-    p.add_argument("--out-dir", help="output folder (default <run>/eval_<part>[_tta-<mode>]); one run or --ensemble")
-    p.add_argument("--overwrite", action="store_true", help="replace an evaluation written there before")
-    p.add_argument("--tta", choices=TTA_MODES, default=d.tta,
-                   help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
+    add_config_flags(p, EvalConfig, skip=("ensemble",))
     p.add_argument("--ensemble", action="store_true",
                    help="score the run folders as one ensemble (mean probability; needs --out-dir)")
 
@@ -44,11 +28,8 @@ def add_evaluate(subparsers) -> None:
             raise SystemExit("--ensemble needs --out-dir: the evaluation belongs to no single run")
         groups = [a.run_dir] if a.ensemble else [[r] for r in a.run_dir]
         for first, *more in groups:
-            config = EvalConfig(part=a.part, source=a.source, layout=a.layout, patients=a.patients,
-                                checkpoint=a.checkpoint, threshold=a.threshold, connectivity=a.connectivity,
-                                detection_fraction=a.detection_fraction, batch_size=a.batch_size,
-                                write_masks=a.write_masks, out_dir=a.out_dir, overwrite=a.overwrite, tta=a.tta,
-                                ensemble=[str(m) for m in more] or None)  # fmt: skip
+            config = replace(config_from_flags(a, EvalConfig, skip=("ensemble",)),
+                             ensemble=[str(m) for m in more] or None)
             print(f"evaluating {first}" + (f" with {len(more)} more run(s) as one ensemble" if more else "")
                   + (f", test-time augmentation {a.tta}" if a.tta != "none" else ""))  # fmt: skip
             out = evaluate(first, config)

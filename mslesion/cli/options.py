@@ -110,7 +110,7 @@ def add_config_flags(p, cls, skip: tuple[str, ...] = ()) -> None:
                 kwargs.update(nargs=meta.get("nargs", len(default)), type=type(default[0]))
             elif default is not None:
                 kwargs.update(type=type(default))
-            for key in ("choices", "metavar"):
+            for key in ("choices", "metavar", "nargs"):
                 if key in meta:
                     kwargs[key] = meta[key]
         p.add_argument(meta.get("flag", "--" + f.name.replace("_", "-")), **kwargs)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mslesion.configs import config_from_dict
+from mslesion.data.cohort import LAYOUTS
+from mslesion.infer.inference import CHECKPOINTS
+from mslesion.infer.tta import TTA_MODES
 
 __all__ = ["EvalConfig"]
 
@@ -13,21 +16,27 @@ __all__ = ["EvalConfig"]
 class EvalConfig:
     """How to evaluate a run; saved in ``summary.json``."""
 
-    part: str = "test"
-    source: str | None = None  # a folder of patients with masks instead of the run's own split
-    layout: str = "auto"  # layout of ``source``
-    patients: list[str] | None = None  # a subset of the part / source
-    checkpoint: str = "model"
+    part: str = field(default="test", metadata={"help": "split part of the run's dataset (default test)"})
+    source: str | None = field(default=None, metadata={
+        "help": "a folder of other patients with masks (any layout prep reads) instead"})
+    layout: str = field(default="auto", metadata={"choices": LAYOUTS, "help": "layout of --source"})
+    patients: list[str] | None = field(default=None, metadata={"nargs": "+", "help": "only these patient ids"})
+    checkpoint: str = field(default="model", metadata={"choices": CHECKPOINTS, "help": (
+        "model (default): the better of best and final after batch-norm recalibration; best for runs without one")})
     threshold: float = 0.5
-    connectivity: int = 26
-    detection_fraction: float = 0.0
+    connectivity: int = field(default=26, metadata={"choices": (6, 18, 26)})
+    detection_fraction: float = field(default=0.0, metadata={
+        "help": "fraction of a lesion that must be predicted to count as found (0: any overlap)"})
     batch_size: int = 16
-    write_masks: bool = False
-    examples_per_tertile: int = 1
-    out_dir: str | None = None
-    overwrite: bool = False  # replace an evaluation written before at the output folder
-    tta: str = "none"  # test-time augmentation (mslesion.infer.tta): none, flip, flip+rot90
-    ensemble: list[str] | None = None  # more runs whose probabilities are averaged with the run's (needs out_dir)
+    write_masks: bool = field(default=False, metadata={"help": "save predicted masks (NIfTI with the source affine)"})
+    examples_per_tertile: int = field(default=1, metadata={"help": "slices per Dice tertile in examples.npz"})
+    out_dir: str | None = field(default=None, metadata={
+        "help": "output folder (default <run>/eval_<part>[_tta-<mode>]); one run or --ensemble"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an evaluation written there before"})
+    tta: str = field(default="none", metadata={"choices": TTA_MODES, "help": (
+        "test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")})
+    # more runs whose probabilities are averaged with the run's (needs out_dir); the CLI's --ensemble fills it
+    ensemble: list[str] | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalConfig:
