@@ -19,19 +19,17 @@ import mslesion  # noqa: F401  (sets SM_FRAMEWORK before anything imports segmen
 from mslesion.errors import MslesionError
 from mslesion.models import (
     MODELS,
-    REPORT_MODELS,
     BackboneUnavailableError,
     EncoderModeError,
     WeightsUnavailableError,
     build_model,
-    build_report_model,
     count_params,
     list_models,
     load_model,
-    report_models,
 )
 from mslesion.models.sm import SM_BACKBONES, working_backbones
 from mslesion.models.weights import keras_cache_dir
+from mslesion.study.table_6_1 import REPORT_MODELS, build_report_model, report_models
 
 # NumPy 2 notice raised inside Keras' TF backend on every weight read; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
