@@ -25,21 +25,28 @@ class RunConfig:
 
     KIND: ClassVar[str] = "run"  # how its errors name it ("unknown training options ...")
 
-    dataset: str
-    model: str = "kuc.unet"
-    model_params: dict = field(default_factory=dict)
-    loss: str = "bce"
-    loss_params: dict = field(default_factory=dict)
+    # field metadata: the flags of mslesion train/tune/train3d (mslesion.cli.options.add_config_flags)
+    dataset: str = field(metadata={"positional": True, "help": "prepared dataset folder (mslesion prep; prep3d for train3d)"})
+    model: str = field(default="kuc.unet", metadata={"help": "registry name, see `mslesion models`"})
+    model_params: dict = field(default_factory=dict, metadata={
+        "pairs": "KEY=JSON", "json": True, "flag": "--model-param", "help": "e.g. backbone=vgg16, filter_num=[16,32,64]"})
+    loss: str = field(default="bce", metadata={"help": "bce, dice, bce_dice, tversky, focal_tversky"})
+    loss_params: dict = field(default_factory=dict, metadata={
+        "pairs": "KEY=JSON", "json": True, "flag": "--loss-param", "help": "e.g. alpha=0.7"})
     batch_size: int = 8
     epochs: int = 50
-    fold: int = 0
-    seed: int = 0
-    val_fraction: float = 0.1  # carve validation patients from train when the split has none
-    mixed_precision: bool = False  # notebooks: runtime.auto_mixed_precision() (GPUs of compute capability >= 7, TPU)
-    deterministic: bool = False  # repeat bit for bit on this machine (see mslesion.train.runtime.set_deterministic)
-    runs_root: str = "runs"
+    fold: int = field(default=0, metadata={"help": "fold of splits.json"})
+    seed: int = field(default=0, metadata={"help": "fixes initialisation, shuffles and validation carving"})
+    val_fraction: float = field(default=0.1, metadata={"help": (
+        "patients carved from train for validation when the split has none; "
+        "0: validate on the training patients (one or two patients)")})
+    # notebooks: runtime.auto_mixed_precision() (GPUs of compute capability >= 7, TPU); the CLI's --mixed-precision
+    mixed_precision: bool = False
+    deterministic: bool = field(default=False, metadata={
+        "help": "repeat bit for bit on this machine (op determinism; augmentation runs serially)"})
+    runs_root: str = field(default="runs", metadata={"help": "runs go to <runs-root>/<dataset>/<model>__<loss>__<tag>"})
     tag: str = "base"
-    run_dir: str | None = None
+    run_dir: str | None = field(default=None, metadata={"help": "the run folder itself, instead of the name above"})
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -57,27 +64,35 @@ class TrainConfig(RunConfig):
     KIND: ClassVar[str] = "training"
 
     learning_rate: float = 1e-3
-    augment: bool = False
-    balance: bool = False
-    reduce_lr_patience: int | None = None  # the 3DR2AUNet paper (2024): ReduceLROnPlateau(factor=0.5)
+    augment: bool = field(default=False, metadata={"help": "flips, rotations, intensity and elastic augmentation"})
+    balance: bool = field(default=False, metadata={"help": "class-balanced slice sampling"})
+    # the 3DR2AUNet paper (2024): ReduceLROnPlateau(factor=0.5)
+    reduce_lr_patience: int | None = field(default=None, metadata={"help": "epochs without progress before lowering"})
     reduce_lr_factor: float = 0.5
     early_stopping_patience: int | None = None
-    max_minutes: float | None = None  # stop before the epoch that would pass this training time (epochs stays the cap)
-    lesion_slices_only: bool = False  # train on slices with lesion only (the backbone report); validation keeps every slice
-    cache_gb: float = 4.0  # slices smaller than this are read into memory once; larger stay memory-mapped
-    strategy: str = "auto"
-    jit_compile: bool = False  # XLA; see benchmarks/bench_train.py --jit for what it buys here
-    # how batches are gathered (mslesion.train.runtime.input_pipeline): auto, graph (tf.gather from host memory) or
-    # generator (Python, from memmaps); the batches are the same, only the speed differs
-    input_pipeline: str = "auto"
-    # where augmentation runs (mslesion.train.runtime.augment_place): auto, host (tf.data map) or device (train step)
-    augment_on: str = "auto"
-    tensorboard: bool = True  # TensorBoard logs in <run>/tensorboard (mslesion.train.tensorboard_logs)
-    bn_horizon: float = 10.0  # see mslesion.train.batchnorm; 0 disables momentum capping
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "training-time budget: stop before the epoch that would pass it (--epochs stays the cap)"})
+    lesion_slices_only: bool = field(default=False, metadata={
+        "help": "train on slices with lesion only (the backbone report); validation keeps every slice"})
+    cache_gb: float = field(default=4.0, metadata={
+        "help": "slices smaller than this are read into memory once; larger stay memory-mapped"})
+    strategy: str = field(default="auto", metadata={"choices": ("auto", "tpu", "mirrored", "default")})
+    jit_compile: bool = field(default=False, metadata={"help": "XLA-compile the training step"})
+    # the batches are the same whichever way they are gathered (mslesion.train.runtime.input_pipeline); only speed differs
+    input_pipeline: str = field(default="auto", metadata={"choices": ("auto", "graph", "generator"), "help": (
+        "auto: batches gathered in the graph from memory on a GPU/TPU, in Python on the CPU")})
+    augment_on: str = field(default="auto", metadata={"choices": ("auto", "host", "device"), "help": (
+        "where --augment runs; auto: in the train step on a GPU (without XLA), else a tf.data map on the host")})
+    tensorboard: bool = field(default=True, metadata={
+        "help": "write no TensorBoard logs (default: <run>/tensorboard: epoch scalars, validation images)"})
+    bn_horizon: float = field(default=10.0, metadata={
+        "help": "cap batch-norm momenta to this many steps of memory (mslesion.train.batchnorm); 0: no cap"})
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.train.batchnorm.MAX_MOMENTUM)
-    recalibrate_bn: bool = True
-    recalibration_batches: int | None = None  # None: one epoch of full batches, at most 200
-    threshold: float = 0.5
+    recalibrate_bn: bool = field(default=True, metadata={
+        "help": "keep the batch-norm statistics as trained (default: re-estimate them after training)"})
+    recalibration_batches: int | None = field(default=None, metadata={
+        "help": "batches for re-estimating them (default one epoch of full batches, at most 200)"})
+    threshold: float = field(default=0.5, metadata={"help": "probability cut for the validation Dice"})
     recipe: str | None = None  # the named options (mslesion.study.recipes.recipe) the others started from, if any
 
 

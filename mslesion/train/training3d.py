@@ -24,7 +24,7 @@ augmentation; evaluation predicts whole volumes by Gaussian-blended sliding wind
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -56,18 +56,23 @@ class Train3DConfig(RunConfig):
     reduce_lr_patience: int | None = 5
     batch_size: int = 2
     epochs: int = 70
-    patch: tuple[int, int, int] = (64, 64, 64)
-    stride: tuple[int, int, int] = (32, 32, 32)
-    lesion_fraction: float | None = 0.5
-    augment: bool = True
-    rotate_deg: float = 0.0  # small in-plane rotation on top of flips and 90-degree turns
-    elastic_alpha_vox: float = 0.0  # elastic deformation (the 3DR2AUNet paper (2024) mentions it; off by default)
-    patches_per_epoch: int | None = None  # default: the number of grid patches of the training patients
+    patch: tuple[int, int, int] = field(default=(64, 64, 64), metadata={"metavar": ("D", "H", "W")})
+    stride: tuple[int, int, int] = field(default=(32, 32, 32), metadata={
+        "metavar": ("D", "H", "W"), "help": "step of the patch grid"})
+    lesion_fraction: float | None = field(default=0.5, metadata={"help": "share of each batch drawn from patches with lesion"})
+    augment: bool = field(default=True, metadata={"help": "no flips or 90-degree turns of the patches"})
+    rotate_deg: float = field(default=0.0, metadata={"help": "small in-plane rotation on top of flips and turns"})
+    # the 3DR2AUNet paper (2024) mentions elastic deformation; off by default
+    elastic_alpha_vox: float = field(default=0.0, metadata={"help": "elastic deformation strength in voxels"})
+    patches_per_epoch: int | None = field(default=None, metadata={
+        "help": "default: the number of grid patches of the training patients"})
     threshold: float = 0.5
     bn_horizon: float = 10.0  # see mslesion.train.batchnorm; 0 disables momentum capping
     bn_max_momentum: float = 0.9  # ceiling of trainable BN momenta (mslesion.train.batchnorm.MAX_MOMENTUM)
-    workers: int = 1  # PyDataset threads preparing batches (>1 helps with rotate_deg / elastic on a GPU)
-    max_minutes: float | None = None  # stop before the epoch that would pass this training time (epochs stays the cap)
+    workers: int = field(default=1, metadata={
+        "help": "threads preparing batches (more helps with --rotate-deg / --elastic-alpha-vox on a GPU)"})
+    max_minutes: float | None = field(default=None, metadata={
+        "help": "training-time budget: stop before the epoch that would pass it (--epochs stays the cap)"})
 
     def __post_init__(self) -> None:
         self.patch = tuple(int(p) for p in self.patch)

@@ -45,14 +45,18 @@ class TuneConfig(RunConfig):
 
     KIND: ClassVar[str] = "tuning"
 
-    tuner: str = "grid"
-    learning_rates: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
-    log_uniform: tuple[float, float] | None = None  # e.g. (1e-5, 1e-1) instead of the fixed values
+    tuner: str = field(default="grid", metadata={"choices": TUNERS})
+    learning_rates: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4], metadata={
+        "help": "fixed values"})
+    log_uniform: tuple[float, float] | None = field(default=None, metadata={
+        "metavar": ("LOW", "HIGH"), "help": "a log-uniform range instead of the fixed values, e.g. 1e-5 1e-1"})
     max_trials: int = 4
     epochs: int = 10
-    strategy: str = "auto"  # the session's strategy (mslesion.train.runtime.pick_strategy): each trial trains under it
+    # the session's strategy (mslesion.train.runtime.pick_strategy): each trial trains under it
+    strategy: str = field(default="auto", metadata={"choices": ("auto", "tpu", "mirrored", "default")})
     tag: str = "lr_search"
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata={
+        "help": "start the search afresh (keras-tuner state and trial curves)"})
 
 
 def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) -> Path:
