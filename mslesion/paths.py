@@ -5,7 +5,8 @@ its preparation record (:data:`PREP_CONFIG` for 2D slices, :data:`PREP3D_CONFIG`
 volumes). A run folder (``mslesion train`` / ``train3d`` / ``tune``) holds :data:`RUN_CONFIG`,
 :data:`ENVIRONMENT`, :data:`HISTORY`, :data:`STATE`, the checkpoints :data:`BEST`,
 :data:`FINAL` and :data:`CHOSEN`, :data:`FINAL_EVAL` and :data:`SUMMARY`. Saved run folders
-depend on these names: changing one breaks every run written before.
+depend on these names: changing one breaks every run written before. Open the folders themselves with
+:class:`mslesion.folders.DatasetFolder` and :class:`mslesion.folders.RunFolder`, which check them.
 """
 
 from __future__ import annotations

@@ -102,6 +102,7 @@ UPWARD = {
     ("mslesion.train.finish", "mslesion.evaluate.metrics"),  # the training-mode validation Dice uses the same Dice
     ("mslesion.infer.predict", "mslesion.evaluate.lesions"),  # predict counts lesions as the evaluation does
     ("mslesion.report.tables", "mslesion.study.table_6_1"),  # the report names the Table 6.1 models
+    ("mslesion.folders", "mslesion.data.splits"),  # a dataset folder's splits.json is read with its disjointness check
 }
 
 

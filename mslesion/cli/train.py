@@ -6,8 +6,14 @@ a recipe (train only), then ``--config file.json``, then the flags given, each l
 
 from __future__ import annotations
 
-from mslesion.cli.options import (add_config_flags, add_mixed_precision, config_file, config_from, flag_values,
-                                  mixed_precision)
+from mslesion.cli.options import (
+    add_config_flags,
+    add_mixed_precision,
+    config_file,
+    config_from,
+    flag_values,
+    mixed_precision,
+)
 
 __all__ = ["add_train", "add_tune", "add_models", "add_train3d"]
 

@@ -8,16 +8,14 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.fileio import load_json, load_npy
-from mslesion.paths import MANIFEST
+from mslesion.folders import DatasetFolder
 
 __all__ = ["open_case", "read_manifest"]
 
 
 def read_manifest(dataset_dir: str | Path):
-    """The dataset's ``manifest.csv`` as a pandas DataFrame (patient ids as strings)."""
-    import pandas as pd
-
-    return pd.read_csv(Path(dataset_dir) / MANIFEST, dtype={"patient": str})
+    """The dataset's ``manifest.csv`` as a pandas DataFrame (:meth:`DatasetFolder.manifest`)."""
+    return DatasetFolder(dataset_dir).manifest()
 
 
 def open_case(dataset_dir: str | Path, patient: str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -32,7 +32,8 @@ from mslesion.evaluate.config import EvalConfig
 from mslesion.evaluate.loop import Scoring, Subject, score_subjects
 from mslesion.evaluate.summary import describe_trust, evaluation_summary
 from mslesion.fileio import save_json
-from mslesion.infer.inference import TrainedRun, open_runs, predict_volume, read_run_config, write_mask
+from mslesion.folders import DatasetFolder, RunFolder
+from mslesion.infer.inference import TrainedRun, open_runs, predict_volume, write_mask
 from mslesion.infer.tta import transforms
 from mslesion.outputs import output_dir
 from mslesion.paths import SPLITS
@@ -47,14 +48,12 @@ def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
         wanted = config.patients
         label = f"source {Path(config.source).resolve()}"
     else:
-        from mslesion.train.datasets import split_patients_of
-
         dataset = run.config["dataset"]
         if not (Path(dataset) / SPLITS).is_file():
             where = "" if Path(dataset).is_absolute() else f" (a relative path, read from {Path.cwd()})"
             raise RunNotFoundError(run.run_dir, f"its dataset {dataset}{where} has no splits.json; run from the folder "
                                                 "it was trained in, or give other patients with --source")  # fmt: skip
-        wanted = config.patients or split_patients_of(dataset, config.part, run.config.get("fold", 0))
+        wanted = config.patients or DatasetFolder(dataset).patients(config.part, run.config.get("fold", 0))
         if not wanted:
             raise ValueError(f"{dataset}: the split has no {config.part!r} patients in fold {run.config.get('fold', 0)}")
         source = run.prep_record.get("source")
@@ -95,7 +94,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     """
     config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
     run_dir = Path(run_dir)
-    if "patch" in read_run_config(run_dir):  # a 3D patch run (mslesion train3d)
+    if RunFolder.open(run_dir).kind == "3d":  # a 3D patch run (mslesion train3d)
         from mslesion.evaluate.evaluation3d import evaluate_3d
 
         return evaluate_3d(run_dir, config, verbose=verbose)

@@ -15,8 +15,7 @@ import numpy as np
 from mslesion.evaluate.config import EvalConfig
 from mslesion.evaluate.loop import Scoring, Subject, score_subjects
 from mslesion.evaluate.summary import evaluation_summary
-from mslesion.fileio import load_json, save_json
-from mslesion.paths import RUN_CONFIG
+from mslesion.fileio import save_json
 
 __all__ = ["evaluate_3d"]
 
@@ -32,11 +31,11 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
     still exist). The folder is written whole; an earlier evaluation is replaced only with ``config.overwrite``.
     """
     from mslesion.data.volumes3d import open_volume
-    from mslesion.infer.inference import checkpoint_path, write_mask_like
+    from mslesion.folders import DatasetFolder, RunFolder
+    from mslesion.infer.inference import write_mask_like
     from mslesion.infer.sliding_window import sliding_window_predict
     from mslesion.models import load_model
     from mslesion.outputs import output_dir
-    from mslesion.train.datasets import split_patients_of
 
     config = EvalConfig.from_dict(config) if isinstance(config, dict) else (config or EvalConfig())
     run_dir = Path(run_dir)
@@ -44,12 +43,13 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
         raise ValueError(f"{run_dir}: a 3D run evaluates the patients of its prepared volumes; --source is 2D only")
     if config.tta != "none" or config.ensemble:
         raise ValueError(f"{run_dir}: test-time augmentation and ensembles are for 2D runs so far, not 3D patch runs")
-    path = checkpoint_path(run_dir, config.checkpoint)
+    run = RunFolder.open(run_dir)
+    path = run.checkpoint(config.checkpoint)
     config = replace(config, checkpoint=path.stem, batch_size=batch_size)
-    run_config = load_json(run_dir / RUN_CONFIG)
+    run_config = run.config
     model = load_model(path, compile=False)
     dataset, fold = run_config["dataset"], run_config.get("fold", 0)
-    wanted = config.patients or split_patients_of(dataset, config.part, fold)
+    wanted = config.patients or DatasetFolder(dataset).patients(config.part, fold)
     if not wanted:
         raise ValueError(f"{dataset}: the split has no {config.part!r} patients in fold {fold}")
     patch, stride = tuple(run_config["patch"]), tuple(stride or run_config["stride"])

@@ -20,27 +20,17 @@ from mslesion.data.loading import LoadedCase
 from mslesion.data.prep import PrepConfig
 from mslesion.data.slicing import slice_case, to_native_stack
 from mslesion.data.volumes import from_axial_stack
-from mslesion.errors import CorruptFileError, DamagedCheckpointError, RunNotFoundError
-from mslesion.fileio import atomic_path, load_json
+from mslesion.errors import DamagedCheckpointError, RunNotFoundError
+from mslesion.fileio import atomic_path
+from mslesion.folders import CHECKPOINTS, RunFolder
 from mslesion.outputs import check_inside
-from mslesion.paths import BEST, PREP_CONFIG, RUN_CONFIG
 
 __all__ = ["CHECKPOINTS", "checkpoint_path", "TrainedRun", "open_run", "open_runs", "check_run", "read_run_config",
            "run_prep_config", "predict_slices", "predict_volume", "write_mask", "write_mask_like"]  # fmt: skip
 
-#: ``model``: the better of best and final after BN recalibration (see mslesion.train.checkpoints); runs
-#: without one (3D runs, runs of earlier versions) fall back to ``best``
-CHECKPOINTS = ("model", "best", "final")
-
-
 def checkpoint_path(run_dir: str | Path, checkpoint: str = "model") -> Path:
-    """The file of ``checkpoint`` in ``run_dir``; ``model`` falls back to ``best.keras`` where a run has none."""
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, not {checkpoint!r}")
-    path = Path(run_dir) / f"{checkpoint}.keras"
-    if checkpoint == "model" and not path.is_file():
-        return path.with_name(BEST)
-    return path
+    """The file of ``checkpoint`` in ``run_dir`` (:meth:`mslesion.folders.RunFolder.checkpoint`)."""
+    return RunFolder(run_dir).checkpoint(checkpoint)
 
 
 @dataclass
@@ -59,49 +49,14 @@ class TrainedRun:
         return tuple(self.model.input_shape[1:])
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = load_json(path)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptFileError(path, f"not valid JSON ({exc}); restore it from a copy of the run") from exc
-    if not isinstance(value, dict):
-        raise CorruptFileError(path, "does not hold a JSON object; restore it from a copy of the run")
-    return value
-
-
 def read_run_config(run_dir: str | Path) -> dict:
-    """A run folder's ``config.json``, checking first that ``run_dir`` is a run.
-
-    Raises:
-        RunNotFoundError: no such folder, or no ``config.json`` in it (not a run folder).
-        CorruptFileError: ``config.json`` is not valid JSON.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        what = "is a file, not a run folder" if run_dir.exists() else "no such run folder"
-        raise RunNotFoundError(run_dir, f"{what}; give a folder written by mslesion train")
-    if not (run_dir / RUN_CONFIG).is_file():
-        raise RunNotFoundError(run_dir, "not a run folder (no config.json); give a folder written by mslesion train")
-    return _read_json(run_dir / RUN_CONFIG)
+    """A run folder's ``config.json``, checking first that ``run_dir`` is a run (:meth:`RunFolder.open`)."""
+    return RunFolder.open(run_dir).config
 
 
 def run_prep_config(run_dir: str | Path) -> dict:
-    """The preparation a run was trained on: its own copy, else its dataset's.
-
-    Raises:
-        RunNotFoundError: neither the run nor its dataset holds a ``prep_config.json``.
-    """
-    run_dir = Path(run_dir)
-    own = run_dir / PREP_CONFIG
-    if own.is_file():
-        return _read_json(own)
-    dataset = Path(str(read_run_config(run_dir).get("dataset", "")))
-    if not (dataset / PREP_CONFIG).is_file():
-        raise RunNotFoundError(
-            run_dir, f"no prep_config.json in the run and its dataset {dataset} is gone; "
-            "copy the dataset's prep_config.json into the run folder",
-        )  # fmt: skip
-    return _read_json(dataset / PREP_CONFIG)
+    """The preparation a run was trained on: its own copy, else its dataset's (:meth:`RunFolder.prep_config`)."""
+    return RunFolder.open(run_dir).prep_config()
 
 
 def check_run(run_dir: str | Path, checkpoint: str = "model") -> tuple[dict, dict, Path]:
@@ -111,18 +66,13 @@ def check_run(run_dir: str | Path, checkpoint: str = "model") -> tuple[dict, dic
         RunNotFoundError: not a run folder, a 3D run, or no such checkpoint.
         CorruptFileError: a damaged ``config.json`` or ``prep_config.json``.
     """
-    run_dir = Path(run_dir)
-    path = checkpoint_path(run_dir, checkpoint)
-    config = read_run_config(run_dir)
-    if "patch" in config:
-        raise RunNotFoundError(run_dir, "is a 3D patch run (mslesion train3d), which this command does not take; "
-                                        "score it with mslesion evaluate")  # fmt: skip
-    if not path.is_file():
-        have = sorted(p.name for p in run_dir.glob("*.keras"))
-        other = next((c for c in CHECKPOINTS if c != path.stem and f"{c}.keras" in have), None)
-        hint = f"use --checkpoint {other}" if other else "train the run (again) to the end"
-        raise RunNotFoundError(path, f"no such checkpoint (the run holds {', '.join(have) or 'none'}); {hint}")
-    return config, run_prep_config(run_dir), path
+    run = RunFolder(run_dir)
+    run.checkpoint(checkpoint)  # an unknown checkpoint name first: a ValueError
+    if run.kind == "3d":
+        raise RunNotFoundError(run.path, "is a 3D patch run (mslesion train3d), which this command does not take; "
+                                         "score it with mslesion evaluate")  # fmt: skip
+    path = run.require_checkpoint(checkpoint)
+    return run.config, run.prep_config(), path
 
 
 def open_run(run_dir: str | Path, checkpoint: str = "model") -> TrainedRun:

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 
 from mslesion.fileio import load_json, save_csv, save_json, save_text
+from mslesion.folders import read_history
 from mslesion.outputs import output_dir
 from mslesion.paths import PREP_CONFIG
 from mslesion.report import curves, plotting
 from mslesion.report import eval_tables as et
 from mslesion.report import figures as fig
 from mslesion.report import tables as rt
-from mslesion.train.history import read_history
 
 __all__ = ["ReportConfig", "build_report", "write_table", "dataset_figures", "attention_figure"]
 

@@ -11,9 +11,8 @@ import pandas as pd
 
 from mslesion.evaluate.summary import COLLAPSE_DICE
 from mslesion.fileio import load_json
-from mslesion.paths import RUN_CONFIG
+from mslesion.folders import RunFolder, read_history
 from mslesion.report.tables import run_label
-from mslesion.train.history import read_history
 
 __all__ = ["test_iou_table", "per_patient_table", "patient_summary_table", "lesionwise_table", "model_comparison_table",
            "detection_rule"]  # fmt: skip
@@ -126,7 +125,7 @@ def model_comparison_table(runs: list[Path], eval_name: str = "eval_test") -> pd
     """2D and 3D models side by side on one split: size, training speed, per-patient Dice and lesion F1."""
     rows = []
     for run in runs:
-        cfg = load_json(run / RUN_CONFIG)
+        cfg = RunFolder(run).config
         h = read_history(run)
         s = _eval_summary(run, eval_name)
         shape = cfg.get("input_shape") or cfg.get("patch")

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from mslesion.fileio import load_json
+from mslesion.folders import RunFolder, read_history
 from mslesion.paths import BEST, FINAL, FINAL_EVAL, HISTORY, RUN_CONFIG
-from mslesion.train.history import epoch_study, read_history
+from mslesion.train.history import epoch_study
 
 __all__ = ["find_runs", "find_tunings", "run_label", "parameters_table", "dice_table", "accuracy_loss_table",
            "backbone_table", "lr_search_table", "epoch_study_table", "checkpoint_table", "bn_warnings", "LEARNED_DICE",
@@ -52,7 +53,7 @@ def run_label(run: str | Path) -> str:
     """The name a run goes by in tables: Table 6.1's name for its report models, else its tag or model."""
     from mslesion.study.table_6_1 import REPORT_MODELS
 
-    cfg = load_json(Path(run) / RUN_CONFIG)
+    cfg = RunFolder(run).config
     tag = cfg.get("tag") or "base"
     if tag in REPORT_MODELS:
         spec = REPORT_MODELS[tag]
@@ -72,7 +73,7 @@ def parameters_table(runs: list[Path]) -> pd.DataFrame:
     """Table 6.1: trainable, non-trainable and total parameters (with MB) of each run's model."""
     rows = []
     for run in runs:
-        cfg = load_json(run / RUN_CONFIG)
+        cfg = RunFolder(run).config
         p = cfg["params"]
         rows.append({"model": run_label(run), "registry": cfg["model"], "input": "x".join(map(str, cfg["input_shape"])),
                      "trainable": _mb(p["trainable"]), "non_trainable": _mb(p["non_trainable"]),
@@ -166,7 +167,7 @@ def accuracy_loss_table(runs: list[Path]) -> pd.DataFrame:
         f = _final(run)
         rows.append({"model": run_label(run), "train_accuracy": float(f.accuracy), "val_accuracy": float(f.val_accuracy),
                      "train_loss": float(f.loss), "val_loss": float(f.val_loss),
-                     "loss": load_json(run / RUN_CONFIG)["loss"]})  # fmt: skip
+                     "loss": RunFolder(run).config["loss"]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -174,7 +175,7 @@ def backbone_table(runs: list[Path]) -> pd.DataFrame:
     """Backbone comparison (the backbone report's s. 5.1, the LGG encoder comparison): size, training speed and validation Dice per encoder."""
     rows = []
     for run in runs:
-        cfg = load_json(run / RUN_CONFIG)
+        cfg = RunFolder(run).config
         h = read_history(run)
         params = cfg.get("model_params", {})
         rows.append({"model": run_label(run), "registry": cfg["model"],
@@ -191,7 +192,7 @@ def lr_search_table(tunings: list[Path]) -> pd.DataFrame:
     """Learning-rate search (the backbone report's s. 5.2.2): one row per trial, best first within each search."""
     frames = []
     for t in tunings:
-        cfg = load_json(t / RUN_CONFIG)
+        cfg = RunFolder(t).config
         table = pd.read_csv(t / "tuning.csv", dtype={"trial": str})
         table.insert(0, "model", cfg["model"] if cfg.get("tag", "lr_search") == "lr_search" else cfg["tag"])
         table.insert(1, "tuner", cfg["tuner"])

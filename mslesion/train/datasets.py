@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.data.reader import open_case, read_manifest
-from mslesion.data.splits import load_splits
-from mslesion.paths import SPLITS
+from mslesion.folders import DatasetFolder
 from mslesion.train.augmentation import Augmentation, apply_paired
 
 __all__ = ["SliceSet", "Augmentation", "load_slice_set", "make_dataset", "split_patients_of"]
@@ -66,11 +65,8 @@ class SliceSet:
 
 
 def split_patients_of(dataset_dir: str | Path, part: str, fold: int = 0) -> list[str]:
-    """Patient ids of ``part`` (train/val/test) in fold ``fold`` of ``splits.json``."""
-    splits = load_splits(Path(dataset_dir) / SPLITS)
-    if not 0 <= fold < len(splits["folds"]):
-        raise ValueError(f"fold {fold} does not exist; the dataset has {len(splits['folds'])}")
-    return list(splits["folds"][fold][part])
+    """Patient ids of ``part`` (train/val/test) in fold ``fold`` of ``splits.json`` (:meth:`DatasetFolder.patients`)."""
+    return DatasetFolder(dataset_dir).patients(part, fold)
 
 
 def load_slice_set(dataset_dir: str | Path, patients: list[str], mmap: bool = True) -> SliceSet:

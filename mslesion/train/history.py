@@ -9,17 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from mslesion.fileio import save_text
+from mslesion.folders import read_history
 from mslesion.paths import HISTORY
 
 __all__ = ["read_history", "epoch_study", "history_before", "write_history"]
-
-
-def read_history(run_dir: str | Path):
-    """``history.csv`` as a DataFrame, one row per epoch (duplicates from a resume dropped)."""
-    import pandas as pd
-
-    history = pd.read_csv(Path(run_dir) / HISTORY)
-    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
 def epoch_study(run_dir: str | Path, every: int = 25, metric: str = "val_dice") -> list[dict]:

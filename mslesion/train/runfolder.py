@@ -16,10 +16,10 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from mslesion import __version__, outputs
-from mslesion.errors import DataError
 from mslesion.fileio import atomic_path, load_json, save_json, save_text
+from mslesion.folders import DatasetFolder, RunFolder
 from mslesion.outputs import OutputError
-from mslesion.paths import ENVIRONMENT, FINAL, PREP_CONFIG, RUN_CONFIG, SPLITS, STATE, SUMMARY
+from mslesion.paths import ENVIRONMENT, FINAL, PREP_CONFIG, RUN_CONFIG, STATE, SUMMARY
 from mslesion.train import tensorboard_logs
 from mslesion.train.config import run_dir_for
 
@@ -100,13 +100,7 @@ def check_run_inputs(config, record: str = PREP_CONFIG) -> None:
     from mslesion.models.registry import model_spec
     from mslesion.train.losses import LOSSES
 
-    root = Path(config.dataset)
-    if not root.is_dir():
-        raise DataError(root, "no such dataset folder; prepare one first (mslesion prep / prep3d)")
-    missing = [name for name in (record, SPLITS) if not (root / name).is_file()]
-    if missing:
-        raise DataError(root, f"not a prepared dataset (no {' or '.join(missing)}); prepare it first "
-                        "(mslesion prep / prep3d)")  # fmt: skip
+    DatasetFolder.open(config.dataset, record)
     model_spec(config.model)
     if config.loss not in LOSSES:
         close = difflib.get_close_matches(str(config.loss), sorted(LOSSES), n=2)
@@ -238,7 +232,7 @@ def open_run(config, kind: str, overwrite: bool = False) -> Iterator[tuple[Path,
     path = run_dir_for(config)
     new = not os.path.lexists(path)
     run = outputs.claim_dir(path, kind, known=RUN_FILES + _RUN_EXTRAS, inputs=[config.dataset])
-    with outputs.locked(run):
+    with RunFolder(run).locked():
         try:
             _remove_stale_temps(run)
             _check_backup(run)
