@@ -118,15 +118,18 @@ def save_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def save_csv(path: str | Path, table, columns: list[str] | None = None, float_format: str | None = "%.6g") -> None:
+def save_csv(path: str | Path, table, columns: list[str] | None = None, float_format: str | None = "%.6g",
+             na_rep: str = "") -> None:
     """Write a DataFrame (or a list of row dicts, with ``columns`` for an empty one) as CSV atomically.
 
-    One convention for every table the toolkit writes: no index, ``\\n`` line ends, floats to 6 significant digits.
+    One convention for every table the toolkit writes: no index, ``\\n`` line ends, floats to 6 significant digits
+    (``float_format=None``: as Python prints them, for records read back as data), missing values as ``na_rep``.
+    Keys of a row that ``columns`` does not name are left out.
     """
     import pandas as pd
 
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table, columns=columns)
-    save_text(path, frame.to_csv(index=False, lineterminator="\n", float_format=float_format))
+    save_text(path, frame.to_csv(index=False, lineterminator="\n", float_format=float_format, na_rep=na_rep))
 
 
 def jsonable(value: Any) -> Any:

@@ -100,7 +100,7 @@ def test_failed_rerun_keeps_previous_dataset(muslim_cohort, tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mslesion.data.prep._write_csv", boom)
+    monkeypatch.setattr("mslesion.data.prep.save_csv", boom)  # dies while writing the manifest
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(muslim_cohort, out, PrepConfig(size=(16, 16)), progress=False, overwrite=True)
     assert (out / "manifest.csv").read_text() == before

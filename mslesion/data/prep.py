@@ -14,8 +14,6 @@ only when complete, so an interrupted run leaves the old dataset untouched)::
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,8 +29,8 @@ from mslesion.data.loading import LoadedCase, SourceConfig, load_case
 from mslesion.data.reader import read_manifest
 from mslesion.data.slicing import CaseSlices, SliceConfig, slice_case
 from mslesion.data.splits import SplitConfig, save_splits, split_patients
-from mslesion.errors import MslesionError, failure_row
-from mslesion.fileio import atomic_dir, crash_point, save_json, save_npy, save_text
+from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
+from mslesion.fileio import atomic_dir, crash_point, save_csv, save_json, save_npy
 from mslesion.outputs import MARKER, OutputError, check_inside, check_output, locked, output_dir, read_marker
 from mslesion.paths import MANIFEST, PREP_CONFIG, SPLITS
 
@@ -236,8 +234,8 @@ def _write_dataset(source, out_dir: Path, config: PrepConfig, found, summary: Pr
         summary.patients = len(order)
         summary.slices = len(rows)
         summary.lesion_slices = sum(r["lesion_pixels_native"] > 0 for r in rows)
-        _write_csv(tmp / MANIFEST, rows, MANIFEST_COLUMNS)
-        _write_csv(tmp / "failures.csv", summary.failures, ["patient", "error", "message"])
+        save_csv(tmp / MANIFEST, rows, columns=MANIFEST_COLUMNS, float_format=None)
+        save_csv(tmp / "failures.csv", summary.failures, columns=FAILURE_COLUMNS)
         save_json(tmp / PREP_CONFIG, {**config.to_dict(), "source": str(Path(source).resolve()),
                                              "layout_found": found.layout, "mslesion_version": __version__})  # fmt: skip
         if order:
@@ -270,14 +268,6 @@ def _map_cases(cases: list[Case], config: PrepConfig, out: Path, jobs: int, prog
     finally:
         bar.close()
     return results
-
-
-def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(path, buf.getvalue())
 
 
 def resplit_dataset(dataset_dir: str | Path, mode: str = "holdout", *, test_fraction: float = 0.1,

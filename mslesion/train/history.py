@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
-from mslesion.fileio import save_text
+from mslesion.fileio import save_csv
 from mslesion.folders import read_history
 from mslesion.paths import HISTORY
 
@@ -49,11 +48,8 @@ def write_history(run: Path, header: list[str], rows: list[dict]) -> None:
     if not header:
         path.unlink(missing_ok=True)
         return
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n", extrasaction="ignore", restval="NA")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(path, buf.getvalue())
+    # Keras's CSVLogger spells a missing value NA; the rows are the strings read back, written as they were
+    save_csv(path, rows, columns=header, float_format=None, na_rep="NA")
 
 
 def csv_value(value):

@@ -16,8 +16,6 @@ Start the same ``mslesion tune`` command on every machine with
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mslesion import outputs
-from mslesion.fileio import save_json, save_text
+from mslesion.fileio import save_csv, save_json
 from mslesion.paths import PREP_CONFIG, RUN_CONFIG
 from mslesion.train.config import RunConfig, run_dir_for
 from mslesion.train.datasets import load_slice_set, make_dataset
@@ -183,8 +181,4 @@ def _write_table(path: Path, tuner, histories: dict) -> None:
             "status": trial.status,
         })  # fmt: skip
     rows.sort(key=lambda r: -r["best_val_dice"] if r["best_val_dice"] == r["best_val_dice"] else float("inf"))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["trial"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(path, buf.getvalue())
+    save_csv(path, rows, columns=list(rows[0]) if rows else ["trial"], float_format=None)
