@@ -18,9 +18,21 @@ def add_evaluate(subparsers) -> None:
     add_config_flags(p, EvalConfig, skip=("ensemble",))
     p.add_argument("--ensemble", action="store_true",
                    help="score the run folders as one ensemble (mean probability; needs --out-dir)")
+    p.add_argument("--cross-validation", action="store_true", help=(
+        "the run folders (or a folder of fold_<k> runs) are the folds of one cross-validation: each patient is "
+        "scored by the fold that held it out; per-fold means and mean ± SD across folds (needs --out-dir)"))
 
     def run(a):
         from mslesion.evaluate.evaluation import evaluate
+
+        if a.cross_validation:
+            from mslesion.evaluate.cross_validation import evaluate_folds
+
+            if a.ensemble or not a.out_dir:
+                raise SystemExit("--cross-validation needs --out-dir, and does not combine with --ensemble")
+            out = evaluate_folds(a.run_dir, config_from_flags(a, EvalConfig, skip=("ensemble",)))
+            print(f"per-fold results: {out / 'folds.csv'}; per-patient: {out / 'per_patient.csv'}")
+            return
 
         if a.out_dir and len(a.run_dir) > 1 and not a.ensemble:
             raise SystemExit("--out-dir needs a single run folder, or --ensemble")

@@ -14,6 +14,8 @@ def add_report(subparsers) -> None:
     p.add_argument("--runs", nargs="+", required=True, help="run folders or folders holding runs (Tables 6.1-6.3...)")
     p.add_argument("--backbones", nargs="+", default=[], help="runs (or roots) of the backbone comparison")
     p.add_argument("--tuning", nargs="+", default=[], help="learning-rate search folders (or roots)")
+    p.add_argument("--cross-validation", nargs="+", default=[], dest="cross_validations",
+                   help="mslesion evaluate --cross-validation folders: a table of per-fold metrics and mean ± SD each")
     p.add_argument("--epoch-study", help="one long run for the epoch-study table")
     p.add_argument("--epoch-every", type=int, default=25)
     p.add_argument("--dataset", help="prepared dataset, for the data figures (glimpse, slices, orthogonal views)")
@@ -32,7 +34,7 @@ def add_report(subparsers) -> None:
 
         report = build_report(ReportConfig(
             runs=expand(a.runs, find_runs), backbone_runs=expand(a.backbones, find_runs),
-            tunings=expand(a.tuning, find_tunings), epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
+            tunings=expand(a.tuning, find_tunings), cross_validations=a.cross_validations, epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
             dataset=a.dataset, eval_name=a.eval_name, out=a.out, title=a.title, overwrite=a.overwrite))  # fmt: skip
         print(f"report: {report}")
 

@@ -31,6 +31,31 @@ def _given(a, cls) -> dict:
     return {**flag_values(a, cls, skip=_BY_HAND), "mixed_precision": mixed_precision(a.mixed_precision)}
 
 
+def _add_folds(p) -> None:
+    p.add_argument("--folds", nargs="+", metavar="K", help=(
+        "cross-validation: train these folds of splits.json (or all), one run each under .../fold_<k>; "
+        "finished folds are skipped, so re-running resumes the study"))
+
+
+def _train_each(a, config, trainer, **kwargs):
+    """One run, or with --folds one run per fold; prints the run folder(s)."""
+    if not a.folds:
+        print(f"run folder: {trainer(config, **kwargs)}")
+        return
+    from mslesion.train.folds import train_folds
+
+    if a.fold is not None:
+        raise SystemExit("give --fold or --folds, not both")
+    folds = "all" if a.folds == ["all"] else [int(k) if k.isdigit() else _bad_fold(k) for k in a.folds]
+    runs = train_folds(config, folds, trainer, **kwargs)
+    print("run folders:\n  " + "\n  ".join(map(str, runs)))
+    print(f"score them out of fold: mslesion evaluate {' '.join(map(str, runs))} --cross-validation --out-dir CV_DIR")
+
+
+def _bad_fold(k: str):
+    raise SystemExit(f"--folds takes fold numbers or all, not {k!r}")
+
+
 def add_train(subparsers) -> None:
     from mslesion.study.recipes import DEFAULT_RECIPE, TRAINING_CONFIGS, recipe
     from mslesion.train.config import TrainConfig
@@ -42,6 +67,7 @@ def add_train(subparsers) -> None:
                         "brings sm.unet with a MobileNetV2 encoder and batch 16 unless --model is given; "
                         "--config and flags override it")  # fmt: skip
     _add_layered(p, TrainConfig, shown=recipe(DEFAULT_RECIPE, with_model=True))
+    _add_folds(p)
     p.add_argument("--overwrite", action="store_true",
                    help="start the run afresh: remove what an earlier run wrote in its folder")  # fmt: skip
 
@@ -59,7 +85,7 @@ def add_train(subparsers) -> None:
               f"augment {config.augment}, balance {config.balance}, batch {config.batch_size}, "
               f"learning rate {config.learning_rate:g}")  # fmt: skip
         # a live progress bar with ETA on a terminal; one line per epoch when the output is a log file
-        print(f"run folder: {train(config, verbose=fit_verbosity(), overwrite=a.overwrite)}")
+        _train_each(a, config, train, verbose=fit_verbosity(), overwrite=a.overwrite)
 
     p.set_defaults(run=run)
 
@@ -101,12 +127,13 @@ def add_train3d(subparsers) -> None:
 
     p = subparsers.add_parser("train3d", help="train a 3D patch model (default native.r2_att_unet_3d) on prep3d volumes")
     _add_layered(p, Train3DConfig)
+    _add_folds(p)
     p.add_argument("--overwrite", action="store_true",
                    help="start the run afresh: remove what an earlier run wrote in its folder")  # fmt: skip
 
     def run(a):
         from mslesion.train.training3d import train_3d
 
-        print(f"run folder: {train_3d(config_from(a, Train3DConfig, _given(a, Train3DConfig)), overwrite=a.overwrite)}")
+        _train_each(a, config_from(a, Train3DConfig, _given(a, Train3DConfig)), train_3d, overwrite=a.overwrite)
 
     p.set_defaults(run=run)

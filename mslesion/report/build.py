@@ -41,6 +41,7 @@ class ReportConfig:
     comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (the related works)
     attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (Røvang's (2021) fig. 8.5)
     tunings: list[str] = field(default_factory=list)
+    cross_validations: list[str] = field(default_factory=list)  # mslesion evaluate --cross-validation folders
     epoch_study_run: str | None = None
     epoch_every: int = 25
     dataset: str | None = None  # prepared slice dataset, for the data figures
@@ -276,6 +277,10 @@ def _write_report(config: ReportConfig, out: Path) -> None:
         w.table("model_comparison", et.model_comparison_table(cmp, config.eval_name),
                 "2D and 3D models on the same split: size, training speed (images or patches/s), per-patient Dice, "
                 "lesion F1", {"runs": [str(r) for r in cmp], "evaluation": config.eval_name})  # fmt: skip
+    for cv in map(Path, config.cross_validations):
+        w.table(f"cross_validation_{cv.name}", et.cross_validation_table(cv),
+                f"Cross-validation ({cv.name}): out-of-fold test metrics per fold (mean over its test patients) "
+                "and mean ± SD across folds, as Rondinella et al. (2023) Table 2", {"cross_validation": str(cv)})
     if config.tunings:
         tunings = [Path(t) for t in config.tunings]
         table = rt.lr_search_table(tunings)

@@ -14,8 +14,8 @@ from mslesion.fileio import load_json
 from mslesion.folders import RunFolder, read_history
 from mslesion.report.tables import run_label
 
-__all__ = ["test_iou_table", "per_patient_table", "patient_summary_table", "lesionwise_table", "model_comparison_table",
-           "detection_rule"]  # fmt: skip
+__all__ = ["cross_validation_table", "CV_COLUMNS", "test_iou_table", "per_patient_table", "patient_summary_table",
+           "lesionwise_table", "model_comparison_table", "detection_rule"]  # fmt: skip
 
 
 def _eval_summary(run: Path, eval_name: str) -> dict | None:
@@ -138,3 +138,24 @@ def model_comparison_table(runs: list[Path], eval_name: str = "eval_test") -> pd
                      "test_patients": len(s["patients"]) if s else 0,
                      "dataset": Path(cfg["dataset"]).name})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+#: the columns of Rondinella et al. (2023) Table 2 we compute (their EF is our extra_fraction), then ours
+CV_COLUMNS = ("dice", "sensitivity", "specificity", "iou", "extra_fraction", "ppv", "npv", "hd95_mm", "lesion_f1")
+
+
+def cross_validation_table(cv_dir: str | Path) -> pd.DataFrame:
+    """Out-of-fold test metrics per fold (mean over its test patients) and a last row of mean ± SD across folds.
+
+    In the form of Rondinella et al. (2023), Table 2; ``cv_dir`` is a ``mslesion evaluate --cross-validation``
+    folder. The last row's cells are text (``0.84 ± 0.03``); the fold rows keep their numbers.
+    """
+    from mslesion.evaluate.cross_validation import read_folds
+
+    folds, summary = read_folds(cv_dir)
+    columns = [c for c in CV_COLUMNS if c in folds]
+    table = folds[["fold", "n_patients", *columns]].astype(object)
+    stats = summary["across_folds"]
+    mean_row = {"fold": "mean ± SD", "n_patients": int(folds.n_patients.sum()),
+                **{c: f"{stats[c]['mean']:.4g} ± {stats[c]['std']:.2g}" for c in columns}}  # fmt: skip
+    return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
