@@ -38,3 +38,7 @@ CHOSEN = "model.keras"
 FINAL_EVAL = "final_eval.json"
 #: run folder: the human-readable summary
 SUMMARY = "summary.txt"
+#: run folder: the post-processing chosen on the validation patients, which predict and evaluate apply
+POSTPROCESS = "postprocess.json"
+#: run folder: every setting that choice scored
+POSTPROCESS_GRID = "postprocess_grid.csv"

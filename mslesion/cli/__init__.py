@@ -7,7 +7,7 @@ import sys
 
 from mslesion import __version__
 from mslesion.cli.data import add_prep, add_prep3d, add_split, add_synth
-from mslesion.cli.evaluate import add_evaluate, add_export, add_predict, add_score
+from mslesion.cli.evaluate import add_evaluate, add_export, add_postprocess, add_predict, add_score
 from mslesion.cli.report import add_demo, add_report
 from mslesion.cli.train import add_models, add_train, add_train3d, add_tune
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of one line (also MSLESION_DEBUG=1)")  # fmt: skip
     subparsers = parser.add_subparsers(required=True, metavar="command")
-    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_score, add_predict, add_export,
-                add_report, add_demo, add_prep3d, add_train3d):
+    for add in (add_synth, add_prep, add_split, add_models, add_train, add_tune, add_evaluate, add_score,
+                add_postprocess, add_predict, add_export, add_report, add_demo, add_prep3d, add_train3d):
         add(subparsers)
     args = parser.parse_args(argv)
     debug = args.debug or _debug_from_env()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mslesion.cli.options import add_config_flags, config_from_flags, key_value_pairs
 
-__all__ = ["add_evaluate", "add_score", "add_predict", "add_export"]
+__all__ = ["add_evaluate", "add_score", "add_predict", "add_export", "add_postprocess"]
 
 
 def add_evaluate(subparsers) -> None:
@@ -83,7 +83,9 @@ def add_predict(subparsers) -> None:
     p.add_argument("inputs", type=Path, help="a FLAIR .nii.gz, a folder of them, or a dataset folder")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model", help="model (default): the better of best and final after batch-norm recalibration; best for runs without one")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, help="probability cut (default: the run's postprocess.json, else 0.5)")
+    p.add_argument("--no-postprocess", dest="postprocess", action="store_false",
+                   help="ignore the run's postprocess.json (chosen on its validation patients by mslesion postprocess)")
     p.add_argument("--connectivity", type=int, choices=(6, 18, 26), default=26)
     p.add_argument("--image-pattern", action="append", metavar="MOD=PATTERN",
                    help="e.g. flair='{patient}/FLAIR.nii.gz' (repeat per modality)")  # fmt: skip
@@ -99,7 +101,7 @@ def add_predict(subparsers) -> None:
         runs = a.run_dir[0] if len(a.run_dir) == 1 else a.run_dir
         result = predict(runs, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
                          key_value_pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size,
-                         overwrite=a.overwrite, tta=a.tta)  # fmt: skip
+                         overwrite=a.overwrite, tta=a.tta, postprocess=a.postprocess)  # fmt: skip
         if result.predicted:
             print(f"lesion summary: {result.lesions_csv}")
         else:
@@ -130,5 +132,33 @@ def add_export(subparsers) -> None:
         record = json.loads((a.out_dir / "export.json").read_text())
         print(f"exported {a.run_dir} ({record['checkpoint']}) as {a.format}: {artifact}; probabilities within "
               f"{record['max_abs_difference']:.2g} of the Keras model; preprocessing: {a.out_dir / 'preprocessing.json'}")
+
+    p.set_defaults(run=run)
+
+
+def add_postprocess(subparsers) -> None:
+    from mslesion.evaluate.postprocess_search import MIN_SIZES, OBJECTIVES, THRESHOLDS
+    from mslesion.infer.inference import CHECKPOINTS
+    from mslesion.infer.tta import TTA_MODES
+
+    p = subparsers.add_parser("postprocess", help=(
+        "choose a run's threshold, minimum lesion size and hole filling on its validation patients; "
+        "predict and evaluate then apply them"))
+    p.add_argument("run_dir", type=Path, help="a 2D run folder from mslesion train")
+    p.add_argument("--objective", choices=OBJECTIVES, default="dice", help="mean per-patient score maximised")
+    p.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    p.add_argument("--min-sizes", type=float, nargs="+", default=list(MIN_SIZES),
+                   help="smallest lesion kept, mm³ (voxels for data without a voxel size)")
+    p.add_argument("--no-fill-holes", dest="fill_holes", action="store_false", help="do not try hole filling")
+    p.add_argument("--checkpoint", choices=CHECKPOINTS, default="model")
+    p.add_argument("--tta", choices=TTA_MODES, default="none")
+    p.add_argument("--batch-size", type=int, default=16)
+
+    def run(a):
+        from mslesion.evaluate.postprocess_search import choose_postprocess
+
+        choose_postprocess(a.run_dir, a.objective, thresholds=a.thresholds, min_sizes=a.min_sizes,
+                           fill_holes=(False, True) if a.fill_holes else (False,), checkpoint=a.checkpoint,
+                           batch_size=a.batch_size, tta=a.tta)  # fmt: skip
 
     p.set_defaults(run=run)

@@ -23,7 +23,11 @@ class EvalConfig:
     patients: list[str] | None = field(default=None, metadata={"nargs": "+", "help": "only these patient ids"})
     checkpoint: str = field(default="model", metadata={"choices": CHECKPOINTS, "help": (
         "model (default): the better of best and final after batch-norm recalibration; best for runs without one")})
-    threshold: float = 0.5
+    threshold: float | None = field(default=None, metadata={
+        "help": "probability cut (default: the run's postprocess.json, else 0.5)"})
+    postprocess: bool = field(default=True, metadata={"help": (
+        "ignore the run's postprocess.json (threshold, small-component removal, hole filling chosen on its "
+        "validation patients by mslesion postprocess); default: apply it where the run has one")})
     connectivity: int = field(default=26, metadata={"choices": (6, 18, 26)})
     detection_fraction: float = field(default=0.0, metadata={
         "help": "fraction of a lesion that must be predicted to count as found (0: any overlap)"})

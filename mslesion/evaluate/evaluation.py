@@ -34,14 +34,16 @@ from mslesion.evaluate.summary import describe_trust, evaluation_summary
 from mslesion.fileio import save_json
 from mslesion.folders import DatasetFolder, RunFolder
 from mslesion.infer.inference import TrainedRun, open_runs, predict_volume, write_mask
+from mslesion.infer.postprocess import resolve_postprocess
 from mslesion.infer.tta import transforms
 from mslesion.outputs import output_dir
 from mslesion.paths import SPLITS
 
-__all__ = ["EvalConfig", "evaluate", "scoring_of"]
+__all__ = ["EvalConfig", "evaluate", "scoring_of", "cases_of"]
 
 
-def _cases(run: TrainedRun, config: EvalConfig) -> tuple[list, str]:
+def cases_of(run: TrainedRun, config: EvalConfig) -> tuple[list, list[dict], str]:
+    """The cases ``config`` asks for (its source, else the split part of the run's dataset): ``(cases, rejected, label)``."""
     prep = run.prep
     if config.source:
         found = discover_cases(config.source, config.layout, prep.image_patterns, prep.mask_patterns)
@@ -102,17 +104,19 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     out = _default_out(run_dir, config)
     members = open_runs([run_dir, *map(Path, config.ensemble or [])], config.checkpoint)
     run = members[0]
-    cases, rejected, label = _cases(run, config)
+    cases, rejected, label = cases_of(run, config)
     inputs = _inputs(run, config) + [str(m.run_dir) for m in members[1:]]
     with output_dir(out, "evaluation", overwrite=config.overwrite, inputs=inputs) as tmp:
         _score(members, cases, rejected, label, config, tmp, verbose)
     return out
 
 
-def scoring_of(config: EvalConfig) -> Scoring:
-    """The options of ``config`` the per-patient loop uses."""
-    return Scoring(config.threshold, config.connectivity, config.detection_fraction, config.write_masks,
-                   config.examples_per_tertile)  # fmt: skip
+def scoring_of(config: EvalConfig, run_dir: str | Path | None = None) -> Scoring:
+    """The options of ``config`` the per-patient loop uses, with ``run_dir``'s post-processing where it applies."""
+    post = resolve_postprocess(run_dir, config.threshold, config.postprocess and run_dir is not None,
+                               ensemble=bool(config.ensemble))  # fmt: skip
+    return Scoring(post.threshold, config.connectivity, config.detection_fraction, config.write_masks,
+                   config.examples_per_tertile, post=post)  # fmt: skip
 
 
 def _score(members: list[TrainedRun], cases: list, rejected: list[dict], label: str, config: EvalConfig, out: Path,
@@ -127,13 +131,16 @@ def _score(members: list[TrainedRun], cases: list, rejected: list[dict], label: 
                        mask_name=f"{loaded.patient_id}_pred{'' if loaded.affine is None else '.nii.gz'}")  # fmt: skip
 
     subjects = [(case.patient_id, lambda case=case: load(case)) for case in cases]
+    scoring = scoring_of(config, run.run_dir)
     per_patient, slices, failures = score_subjects(
-        subjects, lambda s: predict_volume(members, s.data, config.batch_size, config.tta), out, scoring_of(config),
+        subjects, lambda s: predict_volume(members, s.data, config.batch_size, config.tta), out, scoring,
         errors=(MslesionError,), failures=rejected, verbose=verbose)  # fmt: skip
     origin = {"run": str(run.run_dir), "checkpoint": run.checkpoint, "model": run.config.get("model")}
-    summary = evaluation_summary(origin, asdict(config), label, per_patient, slices, failures)
+    summary = evaluation_summary(origin, {**asdict(config), "threshold": scoring.threshold}, label, per_patient,
+                                 slices, failures)  # fmt: skip
     summary["members"] = [str(m.run_dir) for m in members]
     summary["tta"] = config.tta
+    summary["postprocess"] = {**asdict(scoring.post), "applied": scoring.post.describe()}
     save_json(out / "summary.json", summary)
     if verbose:
         print(f"  {describe_trust(summary['trust'])}")

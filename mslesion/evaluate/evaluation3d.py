@@ -33,6 +33,7 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
     from mslesion.data.volumes3d import open_volume
     from mslesion.folders import DatasetFolder, RunFolder
     from mslesion.infer.inference import write_mask_like
+    from mslesion.infer.postprocess import resolve_postprocess
     from mslesion.infer.sliding_window import sliding_window_predict
     from mslesion.models import load_model
     from mslesion.outputs import output_dir
@@ -67,7 +68,8 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
     def predict(subject: Subject) -> np.ndarray:
         return sliding_window_predict(model.predict_on_batch, subject.data, patch, stride, batch_size, blend)
 
-    scoring = Scoring(config.threshold, config.connectivity, config.detection_fraction, config.write_masks)
+    post = resolve_postprocess(run_dir, config.threshold, config.postprocess)
+    scoring = Scoring(post.threshold, config.connectivity, config.detection_fraction, config.write_masks, post=post)
     out = Path(config.out_dir) if config.out_dir else run_dir / f"eval_{config.part}"
     with output_dir(out, "evaluation", overwrite=config.overwrite, inputs=[dataset]) as tmp:
         per_patient, slices, failures = score_subjects(
@@ -75,7 +77,9 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
             errors=(FileNotFoundError, ValueError), examples=False, verbose=verbose)  # fmt: skip
         origin = {"run": str(run_dir), "checkpoint": config.checkpoint, "model": run_config.get("model")}
         label = f"{config.part} part of {dataset} (fold {fold}), whole prepared volumes"
-        summary = evaluation_summary(origin, asdict(config), label, per_patient, slices, failures)
+        summary = evaluation_summary(origin, {**asdict(config), "threshold": post.threshold}, label, per_patient,
+                                     slices, failures)  # fmt: skip
+        summary["postprocess"] = {**asdict(post), "applied": post.describe()}
         summary["sliding_window"] = {"patch": list(patch), "stride": list(stride), "blend": blend,
                                      "batch_size": batch_size}  # fmt: skip
         save_json(tmp / "summary.json", summary)

@@ -54,6 +54,8 @@ class Scoring:
     detection_fraction: float = 0.0
     write_masks: bool = False
     examples_per_tertile: int = 1
+    # the run's post-processing (mslesion.infer.postprocess.PostProcess); when set, it makes the masks, not threshold
+    post: object | None = None
 
 
 def evaluate_volume(
@@ -109,7 +111,8 @@ def score_subjects(subjects: Iterable[tuple[str, Callable[[], Subject]]], predic
             if verbose:
                 print(f"  FAILED {patient}: {exc}")
             continue
-        pred = predict(subject) > scoring.threshold
+        prob = predict(subject)
+        pred = scoring.post.apply(prob, subject.spacing_zhw_mm) if scoring.post is not None else prob > scoring.threshold
         truth = subject.truth
         row, lesions = evaluate_volume(truth, pred, subject.spacing_zhw_mm, scoring.connectivity,
                                        scoring.detection_fraction)  # fmt: skip

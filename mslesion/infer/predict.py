@@ -21,7 +21,7 @@ skipped. When no patient can be predicted nothing is written.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from mslesion.evaluate.lesions import label_lesions
 from mslesion.fileio import save_csv, save_json
 from mslesion.infer.inference import check_run, open_runs, predict_volume, write_mask
 from mslesion.infer.inputs import find_inputs
+from mslesion.infer.postprocess import PostProcess, resolve_postprocess
 from mslesion.infer.tta import transforms
 from mslesion.outputs import check_inside, check_output, output_dir
 
@@ -92,7 +93,7 @@ def predict(
     inputs: str | Path,
     out_dir: str | Path,
     checkpoint: str = "model",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     connectivity: int = 26,
     image_patterns: dict[str, str] | None = None,
     layout: str = "auto",
@@ -100,6 +101,7 @@ def predict(
     verbose: bool = True,
     overwrite: bool = False,
     tta: str = "none",
+    postprocess: bool = True,
 ) -> PredictResult:
     """Segment every patient under ``inputs`` with a trained run into the new folder ``out_dir``.
 
@@ -111,6 +113,9 @@ def predict(
         run_dir: a run folder, or several: one ensemble (their probabilities averaged).
         overwrite: replace a predictions folder mslesion wrote at ``out_dir`` before.
         tta: test-time augmentation (:data:`mslesion.infer.tta.TTA_MODES`).
+        threshold: the probability cut; default: the run's ``postprocess.json``, else 0.5.
+        postprocess: apply the run's ``postprocess.json`` (threshold, small-component removal, hole filling chosen
+            on its validation patients) where it has one; never for an ensemble, for which it was not chosen.
 
     Returns:
         A :class:`PredictResult`; ``os.fspath`` of it is ``out_dir/lesions.csv``.
@@ -130,6 +135,7 @@ def predict(
     check_output(out_dir, KIND, overwrite=overwrite, inputs=[inputs, *run_dirs])
     members = open_runs(run_dirs, checkpoint)
     run = members[0]
+    post = resolve_postprocess(run_dir, threshold, postprocess, ensemble=len(run_dirs) > 1)
     result = PredictResult(out_dir, failures=list(found.rejected))
     if verbose:
         for row in found.rejected:
@@ -138,20 +144,21 @@ def predict(
         with output_dir(out_dir, KIND, overwrite=overwrite, inputs=[inputs, *run_dirs]) as tmp:
             rows = []
             for case in found.cases:
-                row = _predict_case(members, case, tmp, out_dir, threshold, connectivity, batch_size, result,
+                row = _predict_case(members, case, tmp, out_dir, post, connectivity, batch_size, result,
                                     verbose, tta)  # fmt: skip
                 if row is not None:
                     rows.append(row)
             if not rows:
                 raise _NothingPredicted
-            _write_tables(tmp, rows, result, run, run_dir, inputs, checkpoint, threshold, connectivity,
-                          {"members": [str(r.resolve()) for r in run_dirs], "tta": tta})  # fmt: skip
+            _write_tables(tmp, rows, result, run, run_dir, inputs, checkpoint, post.threshold, connectivity,
+                          {"members": [str(r.resolve()) for r in run_dirs], "tta": tta,
+                           "postprocess": {**asdict(post), "applied": post.describe()}})  # fmt: skip
     except _NothingPredicted:
         pass  # every patient failed: out_dir is left as it was, the result says why
     return result
 
 
-def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, threshold: float, connectivity: int,
+def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, post: PostProcess, connectivity: int,
                   batch_size: int, result: PredictResult, verbose: bool, tta: str) -> dict | None:  # fmt: skip
     """Predict one patient into ``tmp``; its lesions.csv row, or None after recording a failure."""
     run = members[0]
@@ -164,7 +171,7 @@ def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, threshold
         if verbose:
             print(f"  FAILED {case.patient_id}: {exc}")
         return None
-    mask = predict_volume(members, loaded, batch_size, tta) > threshold
+    mask = post.apply(predict_volume(members, loaded, batch_size, tta), loaded.spacing_zhw_mm)
     written = write_mask(mask, loaded, target)
     labels, n = label_lesions(mask, connectivity)
     sizes = np.bincount(labels.ravel())[1:] if n else np.zeros(0, np.int64)

@@ -36,7 +36,7 @@ TEMP_NAME = r"\.(?P<name>.+)\.mslesion-[A-Za-z0-9_]{8}\.(?:tmp|old)(?:\..*)?"
 RUN_FILES = (
     r"config\.json", r"prep_config\.json", r"prep3d_config\.json", r"environment\.json", r"history\.csv",
     r"summary\.txt", r"best\.keras", r"final\.keras", r"model\.keras", r"final_eval\.json", r"state\.json", r"fitted\.weights\.h5",
-    r"backup", r"tensorboard",
+    r"backup", r"tensorboard", r"postprocess\.json", r"postprocess_grid\.csv",
 )  # fmt: skip
 
 
