@@ -190,7 +190,7 @@ def test_predict_volume_undoes_a_brain_crop(tmp_path, monkeypatch):
 
     monkeypatch.setattr(inference, "slice_case", recording_slice_case)
     # a "network" that returns the prepared mask of each slice
-    monkeypatch.setattr(inference, "predict_slices", lambda model, images, batch_size=16, tta="none":
+    monkeypatch.setattr(inference, "predict_slices", lambda model, images, batch_size=16, tta="none", passes=None:
                         seen["sliced"].masks[..., 0].astype(np.float32))  # fmt: skip
     run = SimpleNamespace(prep=PrepConfig(size=(256, 256), crop="brain"), input_shape=(256, 256, 1), model=None,
                           run_dir=tmp_path)  # fmt: skip

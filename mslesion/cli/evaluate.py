@@ -76,6 +76,7 @@ def add_predict(subparsers) -> None:
     from mslesion.data.cohort import LAYOUTS
     from mslesion.infer.inference import CHECKPOINTS
     from mslesion.infer.tta import TTA_MODES
+    from mslesion.infer.uncertainty import UNCERTAINTY
 
     p = subparsers.add_parser("predict", help="segment new patients with a trained run: mask NIfTI files + lesions.csv")
     p.add_argument("run_dir", type=Path, nargs="+",
@@ -94,6 +95,9 @@ def add_predict(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a predictions folder mslesion wrote at OUT before")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")
+    p.add_argument("--uncertainty", choices=UNCERTAINTY, default="none", help=(
+        "write a voxel-wise uncertainty map per patient and uncertainty.csv (per lesion): std over the ensemble "
+        "members and TTA passes (needs several), or entropy of the mean probability (bits)"))
 
     def run(a):
         from mslesion.infer.predict import predict
@@ -101,7 +105,8 @@ def add_predict(subparsers) -> None:
         runs = a.run_dir[0] if len(a.run_dir) == 1 else a.run_dir
         result = predict(runs, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
                          key_value_pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size,
-                         overwrite=a.overwrite, tta=a.tta, postprocess=a.postprocess)  # fmt: skip
+                         overwrite=a.overwrite, tta=a.tta, postprocess=a.postprocess,
+                         uncertainty=a.uncertainty)  # fmt: skip
         if result.predicted:
             print(f"lesion summary: {result.lesions_csv}")
         else:

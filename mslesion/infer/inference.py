@@ -96,10 +96,11 @@ def open_run(run_dir: str | Path, checkpoint: str = "model") -> TrainedRun:
     return TrainedRun(run_dir, path.stem, model, PrepConfig.from_dict(record), config, record)
 
 
-def predict_slices(model, images: np.ndarray, batch_size: int = 16, tta: str = "none") -> np.ndarray:
+def predict_slices(model, images: np.ndarray, batch_size: int = 16, tta: str = "none", passes=None) -> np.ndarray:
     """``(N, S, S, C)`` model-grid slices -> ``(N, S, S)`` float32 lesion probabilities.
 
     ``tta``: test-time augmentation (:data:`mslesion.infer.tta.TTA_MODES`), the mean over its transforms.
+    ``passes``: a :class:`mslesion.infer.uncertainty.PassStats` receiving every pass.
     """
     from mslesion.infer.tta import predict_tta, transforms
 
@@ -113,7 +114,7 @@ def predict_slices(model, images: np.ndarray, batch_size: int = 16, tta: str = "
     def once(x: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0), np.float32)[..., 0]
 
-    return predict_tta(once, np.asarray(images, np.float32), tta)
+    return predict_tta(once, np.asarray(images, np.float32), tta, passes)
 
 
 def open_runs(run_dirs: Sequence[str | Path], checkpoint: str = "model") -> list[TrainedRun]:
@@ -151,13 +152,16 @@ def _same_preparation(first: str | Path, other: str | Path, checkpoint: str) -> 
 
 
 def predict_volume(run: TrainedRun | Sequence[TrainedRun], case: LoadedCase, batch_size: int = 16,
-                   tta: str = "none") -> np.ndarray:  # fmt: skip
+                   tta: str = "none", uncertainty: str = "none"):  # fmt: skip
     """Lesion probability for every voxel of ``case`` on its canonical ``(Z, H, W)`` stack.
 
     ``run``: one run, or the members of an ensemble (:func:`open_runs`), whose probabilities are
     averaged (a running sum: one array whatever the number of members). ``tta``: see
-    :func:`predict_slices`.
+    :func:`predict_slices`. ``uncertainty`` (``std`` or ``entropy``, :mod:`mslesion.infer.uncertainty`):
+    return ``(probability, uncertainty)``, both on the canonical stack.
     """
+    from mslesion.infer.uncertainty import PassStats, uncertainty_map
+
     members = list(run) if isinstance(run, (list, tuple)) else [run]
     first = members[0]
     sliced = slice_case(case.stack, case.mask, case.modalities, case.spacing_zhw_mm, first.prep.slicing(),
@@ -167,13 +171,22 @@ def predict_volume(run: TrainedRun | Sequence[TrainedRun], case: LoadedCase, bat
             f"patient {case.patient_id}: prepared slices have shape {sliced.images.shape[1:]} but the model of "
             f"{first.run_dir} expects {first.input_shape}; modalities {case.modalities} vs {list(first.prep.modalities)}"
         )
-    probs = None
+    probs, passes = None, PassStats() if uncertainty == "std" else None
     for member in members:
-        p = predict_slices(member.model, sliced.images, batch_size, tta)
+        p = predict_slices(member.model, sliced.images, batch_size, tta, passes)
         probs = p if probs is None else np.add(probs, p, out=probs)
     probs /= len(members)
-    return to_native_stack(probs, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability",
-                           sliced.crop_box)  # fmt: skip
+
+    def native(a: np.ndarray) -> np.ndarray:
+        return to_native_stack(a, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability",
+                               sliced.crop_box)  # fmt: skip
+
+    if uncertainty == "none":
+        return native(probs)
+    if passes is None:  # entropy: of the mean probability
+        passes = PassStats()
+        passes.add(probs)
+    return native(probs), native(uncertainty_map(passes, uncertainty))
 
 
 def write_mask(mask_zhw: np.ndarray, case: LoadedCase, out: str | Path) -> list[Path]:

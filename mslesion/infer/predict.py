@@ -11,6 +11,9 @@ never inside or around the inputs or the run; replaced only with
     <patient>/*_pred_mask.tif      for TIFF-slice datasets (LGG), one per slice
     lesions.csv                    per patient: lesion volume (mL), voxels, lesion count, largest lesion
     predict_config.json            run, checkpoint, threshold, connectivity, inputs, warnings per patient
+    <patient>_uncertainty_<m>.nii.gz  with --uncertainty std|entropy: float32 map, the source's grid and header
+                                   (TIFF datasets: <patient>_uncertainty_<m>.npy on the canonical stack)
+    uncertainty.csv                with --uncertainty: one row per predicted lesion, its mean and max uncertainty
     failures.csv                   patients that could not be read, and why
 
 Outputs are never read back as inputs: ``*_lesion_mask.nii*`` files and
@@ -25,17 +28,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from mslesion.data.case import Case
 from mslesion.data.loading import load_case
 from mslesion.data.prep import PrepConfig
 from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
 from mslesion.evaluate.lesions import label_lesions
-from mslesion.fileio import save_csv, save_json
+from mslesion.fileio import save_csv, save_json, save_npy
 from mslesion.infer.inference import check_run, open_runs, predict_volume, write_mask
 from mslesion.infer.inputs import find_inputs
 from mslesion.infer.postprocess import PostProcess, resolve_postprocess
 from mslesion.infer.tta import transforms
+from mslesion.infer.uncertainty import UNCERTAINTY, lesion_uncertainty, write_float_like
 from mslesion.outputs import check_inside, check_output, output_dir
 
 __all__ = ["KIND", "PredictResult", "predict"]
@@ -102,6 +107,7 @@ def predict(
     overwrite: bool = False,
     tta: str = "none",
     postprocess: bool = True,
+    uncertainty: str = "none",
 ) -> PredictResult:
     """Segment every patient under ``inputs`` with a trained run into the new folder ``out_dir``.
 
@@ -116,6 +122,8 @@ def predict(
         threshold: the probability cut; default: the run's ``postprocess.json``, else 0.5.
         postprocess: apply the run's ``postprocess.json`` (threshold, small-component removal, hole filling chosen
             on its validation patients) where it has one; never for an ensemble, for which it was not chosen.
+        uncertainty: ``std`` (over the ensemble members and TTA passes) or ``entropy`` (of the mean probability):
+            write a voxel-wise map per patient and per-lesion means (:mod:`mslesion.infer.uncertainty`).
 
     Returns:
         A :class:`PredictResult`; ``os.fspath`` of it is ``out_dir/lesions.csv``.
@@ -129,6 +137,11 @@ def predict(
     run_dir, inputs, out_dir = run_dirs[0], Path(inputs), Path(out_dir)
     # cheap checks first: a bad input or output must not cost a model load, and nothing is written yet
     transforms(tta)
+    if uncertainty not in UNCERTAINTY:
+        raise ValueError(f"uncertainty must be one of {UNCERTAINTY}, not {uncertainty!r}")
+    if uncertainty == "std" and tta == "none" and len(run_dirs) == 1:
+        raise ValueError("uncertainty 'std' needs several passes: give --tta or several runs (an ensemble), "
+                         "or use 'entropy'")  # fmt: skip
     _, record, _ = check_run(run_dir, checkpoint)
     modalities = tuple(PrepConfig.from_dict(record).modalities)
     found = find_inputs(inputs, modalities, image_patterns, layout)
@@ -142,24 +155,28 @@ def predict(
             print(f"  FAILED {row['patient']}: {row['message']}")
     try:
         with output_dir(out_dir, KIND, overwrite=overwrite, inputs=[inputs, *run_dirs]) as tmp:
-            rows = []
+            rows, lesion_rows = [], []
             for case in found.cases:
                 row = _predict_case(members, case, tmp, out_dir, post, connectivity, batch_size, result,
-                                    verbose, tta)  # fmt: skip
+                                    verbose, tta, uncertainty, lesion_rows)  # fmt: skip
                 if row is not None:
                     rows.append(row)
             if not rows:
                 raise _NothingPredicted
             _write_tables(tmp, rows, result, run, run_dir, inputs, checkpoint, post.threshold, connectivity,
-                          {"members": [str(r.resolve()) for r in run_dirs], "tta": tta,
+                          {"members": [str(r.resolve()) for r in run_dirs], "tta": tta, "uncertainty": uncertainty,
                            "postprocess": {**asdict(post), "applied": post.describe()}})  # fmt: skip
+            if uncertainty != "none":
+                save_csv(tmp / "uncertainty.csv", lesion_rows, columns=["patient", "lesion", "voxels", "volume_ml",
+                                                                       f"mean_{uncertainty}", f"max_{uncertainty}"])
     except _NothingPredicted:
         pass  # every patient failed: out_dir is left as it was, the result says why
     return result
 
 
 def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, post: PostProcess, connectivity: int,
-                  batch_size: int, result: PredictResult, verbose: bool, tta: str) -> dict | None:  # fmt: skip
+                  batch_size: int, result: PredictResult, verbose: bool, tta: str, uncertainty: str = "none",
+                  lesion_rows: list | None = None) -> dict | None:  # fmt: skip
     """Predict one patient into ``tmp``; its lesions.csv row, or None after recording a failure."""
     run = members[0]
     try:
@@ -171,7 +188,9 @@ def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, post: Pos
         if verbose:
             print(f"  FAILED {case.patient_id}: {exc}")
         return None
-    mask = post.apply(predict_volume(members, loaded, batch_size, tta), loaded.spacing_zhw_mm)
+    predicted = predict_volume(members, loaded, batch_size, tta, uncertainty)
+    prob, unc = predicted if uncertainty != "none" else (predicted, None)
+    mask = post.apply(prob, loaded.spacing_zhw_mm)
     written = write_mask(mask, loaded, target)
     labels, n = label_lesions(mask, connectivity)
     sizes = np.bincount(labels.ravel())[1:] if n else np.zeros(0, np.int64)
@@ -187,16 +206,42 @@ def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, post: Pos
         "lesions": int(n), "largest_lesion_voxels": int(sizes.max()) if n else 0,
         "largest_lesion_ml": float(sizes.max()) * voxel_ml if n else 0.0, "mask": str(final),
     }  # fmt: skip
+    if unc is not None:
+        row.update(_write_uncertainty(unc, loaded, labels, n, tmp, out_dir, uncertainty, voxel_ml, lesion_rows))
     if verbose:
         print(f"  {loaded.patient_id}: {n} lesions, {row['lesion_volume_ml']:.2f} mL -> {row['mask']}")
     return row
+
+
+def _write_uncertainty(unc: np.ndarray, loaded, labels: np.ndarray, n: int, tmp: Path, out_dir: Path, measure: str,
+                       voxel_ml: float, lesion_rows: list) -> dict:  # fmt: skip
+    """The patient's uncertainty map, its per-lesion rows, and the columns it adds to lesions.csv."""
+    pid = loaded.patient_id
+    if loaded.affine is not None:
+        name = f"{pid}_uncertainty_{measure}.nii.gz"
+        write_float_like(unc, loaded.affine, loaded.image_files[0], check_inside(tmp, tmp / name),
+                         f"mslesion uncertainty ({measure})")  # fmt: skip
+    else:  # TIFF slices have no grid to write a float map on that other tools read
+        name = f"{pid}_uncertainty_{measure}.npy"
+        save_npy(check_inside(tmp, tmp / name), unc.astype(np.float32))
+    means = lesion_uncertainty(labels, n, unc)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    maxima = ndimage.maximum(unc, labels, index=np.arange(1, n + 1)) if n else []
+    for k in range(n):
+        lesion_rows.append({"patient": pid, "lesion": k + 1, "voxels": int(sizes[k]),
+                            "volume_ml": float(sizes[k]) * voxel_ml, f"mean_{measure}": float(means[k]),
+                            f"max_{measure}": float(maxima[k])})  # fmt: skip
+    inside = labels > 0
+    return {"uncertainty_map": str(out_dir / name),
+            "mean_lesion_uncertainty": float(unc[inside].mean()) if inside.any() else float("nan")}
 
 
 def _write_tables(tmp: Path, rows: list[dict], result: PredictResult, run, run_dir: Path, inputs: Path,
                   checkpoint: str, threshold: float, connectivity: int, extra: dict) -> None:  # fmt: skip
     import pandas as pd
 
-    table = pd.DataFrame(rows, columns=_COLUMNS)
+    more = ["mean_lesion_uncertainty", "uncertainty_map"] if "uncertainty_map" in rows[0] else []
+    table = pd.DataFrame(rows, columns=_COLUMNS + more)
     save_csv(tmp / "lesions.csv", table)
     save_csv(tmp / "failures.csv", result.failures, columns=FAILURE_COLUMNS)
     save_json(tmp / "predict_config.json", {

@@ -43,8 +43,11 @@ def transforms(mode: str) -> list[Transform]:
     raise ValueError(f"tta must be one of {TTA_MODES}, not {mode!r}")
 
 
-def predict_tta(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mode: str = "none") -> np.ndarray:
+def predict_tta(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mode: str = "none",
+                passes=None) -> np.ndarray:  # fmt: skip
     """Mean of ``predict`` over the transforms of ``mode``; ``predict`` maps ``(N, H, W, C)`` to ``(N, H, W)``.
+
+    ``passes``: a :class:`mslesion.infer.uncertainty.PassStats` that also receives each pass (for uncertainty).
 
     Raises:
         ValueError: an unknown mode, or ``flip+rot90`` on slices that are not square.
@@ -55,5 +58,7 @@ def predict_tta(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
     total = None
     for forward, inverse in pairs:
         out = inverse(np.asarray(predict(np.ascontiguousarray(forward(images))), np.float32))
+        if passes is not None:
+            passes.add(out)
         total = out.copy() if total is None else np.add(total, out, out=total)
     return total / len(pairs)
