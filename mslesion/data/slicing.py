@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mslesion.data.bias_field import BIAS_CORRECTIONS, n4_correct
 from mslesion.data.geometry import FITS, SliceGeometry, plan_geometry, to_model, to_native, to_native_many
 from mslesion.data.intensity import (
     NORMALISATIONS,
@@ -124,6 +125,8 @@ class SliceConfig:
         "flag": "--min-foreground", "help": "for --selection brain: least fraction of the slice inside the head"})
     foreground: str = field(default="auto", metadata={"choices": ("auto", "nonzero", "otsu"), "help": (
         "the head, for z-score statistics and --selection brain: nonzero (skull-stripped), otsu, or auto")})
+    bias_correction: str = field(default="none", metadata={"choices": BIAS_CORRECTIONS, "help": (
+        "n4: divide each volume and modality by its N4 bias field before normalisation (raw scans)")})
     normalisation: str = field(default="zscore", metadata={"choices": NORMALISATIONS})
     percentiles: tuple[float, float] = (0.5, 99.5)
     background: str = field(default="zero", metadata={"choices": BACKGROUNDS, "help": (
@@ -141,6 +144,14 @@ class SliceConfig:
         self.percentiles = tuple(float(p) for p in self.percentiles)
         if self.context < 1 or self.context % 2 == 0:
             raise ValueError(f"context must be a positive odd number of slices, not {self.context}")
+
+
+def _bias_corrected(stack: np.ndarray, spacing_zhw_mm, fg: np.ndarray, method: str) -> np.ndarray:
+    if method not in BIAS_CORRECTIONS:
+        raise ValueError(f"unknown bias correction {method!r}; use one of {BIAS_CORRECTIONS}")
+    # the head found on the raw first modality is where the field is fitted, for every modality
+    return np.stack([n4_correct(stack[..., i], spacing_zhw_mm, fg if fg.any() else None)
+                     for i in range(stack.shape[-1])], axis=-1)  # fmt: skip
 
 
 def slice_case(
@@ -178,6 +189,8 @@ def slice_case(
     keep = np.flatnonzero(mask.any(axis=(1, 2))) if cfg.selection == "lesion" else None
     partial = keep is not None and cfg.normalisation == "none" and cfg.crop == "none"
     fg = foreground_mask(first, cfg.foreground, slices=keep if partial else None)
+    if cfg.bias_correction != "none":
+        stack = _bias_corrected(stack, spacing_zhw_mm, fg, cfg.bias_correction)
     entropy = slice_entropy_bits(first, slices=keep)
     norms = [fit_normalisation(stack[..., i], fg, cfg.normalisation, cfg.percentiles) for i in range(m)]
     if keep is None:
