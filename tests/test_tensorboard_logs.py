@@ -70,3 +70,17 @@ def test_no_logs_when_turned_off_and_the_slices_shown_have_the_most_lesion(datas
     masks[3] = 1
     masks[4, 0, 0] = 1
     assert pick_slices(np.zeros_like(masks), masks, 3).tolist() == [3, 1, 4]
+
+
+def test_search_logs_are_removed_only_when_they_hold_nothing_but_event_files(tmp_path):
+    from mslesion.train.tensorboard_logs import remove_if_only_events
+
+    logs = tmp_path / "tensorboard"
+    (logs / "00" / "execution0" / "train").mkdir(parents=True)
+    (logs / "00" / "execution0" / "train" / "events.out.tfevents.1.host").write_bytes(b"x")
+    (logs / "01" / "notes.txt").parent.mkdir()
+    (logs / "01" / "notes.txt").write_text("mine")
+    assert not remove_if_only_events(logs) and (logs / "01" / "notes.txt").is_file()
+    (logs / "01" / "notes.txt").unlink()
+    assert remove_if_only_events(logs) and not logs.exists()
+    assert not remove_if_only_events(logs)  # nothing there

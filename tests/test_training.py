@@ -127,6 +127,14 @@ def test_two_trial_learning_rate_search_writes_its_table(dataset, tmp_path):
     assert (table.epochs == 2).all() and table.best_val_dice.between(0, 1).all()
     assert table.best_val_dice.is_monotonic_decreasing
     assert json.loads((run / "config.json").read_text())["tuner"] == "grid"
+    # TensorBoard: a log folder per trial with keras-tuner's HParams summary in it
+    events = sorted((run / "tensorboard").rglob("events.out.tfevents.*"))
+    trials = {p.relative_to(run / "tensorboard").parts[0] for p in events}
+    assert len(trials) == 2 and any(b"hparams" in p.read_bytes() for p in events)
+    again = tune({"dataset": str(dataset), **SMALL_UNET, "learning_rates": [1e-2], "max_trials": 1, "epochs": 1,
+                  "run_dir": str(tmp_path / "tune"), "overwrite": True})  # fmt: skip
+    assert len({p.relative_to(again / "tensorboard").parts[0]
+                for p in (again / "tensorboard").rglob("events.out.tfevents.*")}) == 1  # the old logs went
 
 
 def test_cli_train_runs_one_epoch(dataset, tmp_path):

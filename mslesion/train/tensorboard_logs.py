@@ -16,7 +16,7 @@ import numpy as np
 
 from mslesion.outputs import OutputError
 
-__all__ = ["FOLDER", "callbacks", "check_folder", "remove_folder", "pick_slices"]
+__all__ = ["FOLDER", "callbacks", "check_folder", "remove_folder", "pick_slices", "remove_if_only_events"]
 
 FOLDER = "tensorboard"
 _SUBFOLDERS = ("train", "validation", "images")
@@ -97,3 +97,17 @@ def remove_folder(run: Path) -> None:
     folder = run / FOLDER
     if folder.is_dir() and not folder.is_symlink() and not _owned(folder):
         shutil.rmtree(folder)
+
+
+def remove_if_only_events(folder: Path) -> bool:
+    """Remove ``folder`` when everything under it is TensorBoard event files in plain folders; else leave it.
+
+    A learning-rate search's logs (``<trial>/execution<k>/{train,validation}/events...``) started afresh.
+    """
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    for p in folder.rglob("*"):
+        if p.is_symlink() or (p.is_file() and not _EVENTS.fullmatch(p.name)):
+            return False
+    shutil.rmtree(folder)
+    return True

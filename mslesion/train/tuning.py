@@ -33,7 +33,7 @@ __all__ = ["TuneConfig", "tune", "TUNERS"]
 
 TUNERS = ("grid", "random", "bayesian", "hyperband")
 # what a search folder may hold: its files, keras-tuner's folder, temporaries a killed search left
-TUNING_FILES = (r"config\.json", r"tuning\.csv", r"trial_histories\.json", r"tuner",
+TUNING_FILES = (r"config\.json", r"tuning\.csv", r"trial_histories\.json", r"tuner", r"tensorboard",
                 r"\..+\.mslesion-[A-Za-z0-9_]{8}\.(?:tmp|old)(?:\..*)?")  # fmt: skip
 
 
@@ -55,6 +55,9 @@ class TuneConfig(RunConfig):
     tag: str = "lr_search"
     overwrite: bool = field(default=False, metadata={
         "help": "start the search afresh (keras-tuner state and trial curves)"})
+    tensorboard: bool = field(default=True, metadata={"help": (
+        "write no TensorBoard logs (default: <run>/tensorboard/<trial>/: each trial's epoch scalars and "
+        "keras-tuner's HParams view)")})
 
 
 def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) -> Path:
@@ -155,6 +158,17 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
                                     "val_carved_from_train": carved, "dtype_policy": policy,
                                     "replicas": int(strategy.num_replicas_in_sync), "global_batch_size": batch,
                                     "static_batch_shapes": static})  # fmt: skip
+    callbacks = []
+    if config.tensorboard:
+        import keras
+
+        from mslesion.train import tensorboard_logs
+
+        if config.overwrite and not tensorboard_logs.remove_if_only_events(run / tensorboard_logs.FOLDER) and (
+                run / tensorboard_logs.FOLDER).exists():  # fmt: skip
+            print(f"{run / tensorboard_logs.FOLDER}: holds files TensorBoard did not write; left in place")
+        # keras-tuner gives each trial its own log folder and adds its HParams callback to this one
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / tensorboard_logs.FOLDER), write_graph=False))
     tuner.search(
         make_dataset(train_set, batch, seed=config.seed, drop_remainder=static,
                      min_last_batch=strategy.num_replicas_in_sync),
@@ -162,6 +176,7 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         epochs=config.epochs,
         verbose=0 if job is not None else verbose,
         shuffle=False,  # the dataset shuffles itself, seeded per epoch
+        callbacks=callbacks,
     )
     _write_table(run / "tuning.csv", tuner, histories)
     return run
