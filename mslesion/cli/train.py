@@ -46,14 +46,13 @@ def _train_each(a, config, trainer, **kwargs):
 
     if a.fold is not None:
         raise SystemExit("give --fold or --folds, not both")
-    folds = "all" if a.folds == ["all"] else [int(k) if k.isdigit() else _bad_fold(k) for k in a.folds]
+    bad = [k for k in a.folds if not k.isdigit()]
+    if bad and a.folds != ["all"]:
+        raise SystemExit(f"--folds takes fold numbers or all, not {' '.join(bad)}")
+    folds = "all" if a.folds == ["all"] else [int(k) for k in a.folds]
     runs = train_folds(config, folds, trainer, **kwargs)
     print("run folders:\n  " + "\n  ".join(map(str, runs)))
     print(f"score them out of fold: mslesion evaluate {' '.join(map(str, runs))} --cross-validation --out-dir CV_DIR")
-
-
-def _bad_fold(k: str):
-    raise SystemExit(f"--folds takes fold numbers or all, not {k!r}")
 
 
 def add_train(subparsers) -> None:

@@ -207,14 +207,14 @@ def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, post: Pos
         "largest_lesion_ml": float(sizes.max()) * voxel_ml if n else 0.0, "mask": str(final),
     }  # fmt: skip
     if unc is not None:
-        row.update(_write_uncertainty(unc, loaded, labels, n, tmp, out_dir, uncertainty, voxel_ml, lesion_rows))
+        row.update(_write_uncertainty(unc, loaded, labels, sizes, tmp, out_dir, uncertainty, voxel_ml, lesion_rows))
     if verbose:
         print(f"  {loaded.patient_id}: {n} lesions, {row['lesion_volume_ml']:.2f} mL -> {row['mask']}")
     return row
 
 
-def _write_uncertainty(unc: np.ndarray, loaded, labels: np.ndarray, n: int, tmp: Path, out_dir: Path, measure: str,
-                       voxel_ml: float, lesion_rows: list) -> dict:  # fmt: skip
+def _write_uncertainty(unc: np.ndarray, loaded, labels: np.ndarray, sizes: np.ndarray, tmp: Path, out_dir: Path,
+                       measure: str, voxel_ml: float, lesion_rows: list) -> dict:  # fmt: skip
     """The patient's uncertainty map, its per-lesion rows, and the columns it adds to lesions.csv."""
     pid = loaded.patient_id
     if loaded.affine is not None:
@@ -224,8 +224,8 @@ def _write_uncertainty(unc: np.ndarray, loaded, labels: np.ndarray, n: int, tmp:
     else:  # TIFF slices have no grid to write a float map on that other tools read
         name = f"{pid}_uncertainty_{measure}.npy"
         save_npy(check_inside(tmp, tmp / name), unc.astype(np.float32))
+    n = len(sizes)  # the lesions' voxel counts, label k at index k-1
     means = lesion_uncertainty(labels, n, unc)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     maxima = ndimage.maximum(unc, labels, index=np.arange(1, n + 1)) if n else []
     for k in range(n):
         lesion_rows.append({"patient": pid, "lesion": k + 1, "voxels": int(sizes[k]),
