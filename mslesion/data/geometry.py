@@ -15,7 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-__all__ = ["SliceGeometry", "plan_geometry", "to_model", "to_native", "to_native_many", "FITS"]
+__all__ = ["SliceGeometry", "plan_geometry", "to_model", "to_native", "to_native_many", "back_weights", "FITS"]
 
 FITS = ("pad", "stretch")
 
@@ -120,7 +120,7 @@ def to_model(image: np.ndarray, geom: SliceGeometry, kind: str = "image") -> np.
 
 
 @lru_cache(maxsize=64)
-def _back_weights(n_native: int, n_model: int) -> np.ndarray:
+def back_weights(n_native: int, n_model: int) -> np.ndarray:
     """``(n_native, n_model)`` weights taking one model-grid axis back to the native axis.
 
     Where the model grid is at least as fine (upsampled for the model), native
@@ -159,8 +159,8 @@ def to_native(array: np.ndarray, geom: SliceGeometry, kind: str = "probability")
     if kind == "mask":
         out = _resize(array.astype(np.uint8), geom.padded_hw, cv2.INTER_NEAREST_EXACT)
     elif kind == "probability":
-        rows = _back_weights(geom.padded_hw[0], geom.size[0])
-        cols = _back_weights(geom.padded_hw[1], geom.size[1])
+        rows = back_weights(geom.padded_hw[0], geom.size[0])
+        cols = back_weights(geom.padded_hw[1], geom.size[1])
         out = np.einsum("ab,bc...,dc->ad...", rows, array.astype(np.float32), cols, optimize=True)
     else:
         raise ValueError(f"kind must be 'probability' or 'mask', not {kind!r}")
@@ -181,6 +181,6 @@ def to_native_many(probabilities: np.ndarray, geom: SliceGeometry) -> np.ndarray
     if probabilities.shape[1:3] != geom.size:
         raise ValueError(f"array shape {probabilities.shape[1:3]} does not match model grid {geom.size}")
     t, b, l, r = geom.pad
-    rows = _back_weights(geom.padded_hw[0], geom.size[0])[t : geom.padded_hw[0] - b]
-    cols = _back_weights(geom.padded_hw[1], geom.size[1])[l : geom.padded_hw[1] - r]
+    rows = back_weights(geom.padded_hw[0], geom.size[0])[t : geom.padded_hw[0] - b]
+    cols = back_weights(geom.padded_hw[1], geom.size[1])[l : geom.padded_hw[1] - r]
     return np.matmul(np.matmul(rows, probabilities.astype(np.float32, copy=False)), cols.T)

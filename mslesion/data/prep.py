@@ -131,6 +131,7 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
         "spacing_zhw_mm": loaded.spacing_zhw_mm,
         "geometry": sliced.geometry.to_dict(),
         "crop_box": list(sliced.crop_box) if sliced.crop_box else None,
+        "resampling": sliced.resampling.to_dict() if sliced.resampling else None,
         "normalisation": [n.to_dict() for n in sliced.normalisations],
         "source": {
             "image_files": [str(p) for p in loaded.image_files],
@@ -145,8 +146,11 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
 
 
 def _manifest_rows(loaded: LoadedCase, sliced: CaseSlices) -> list[dict]:
-    h, w = loaded.stack.shape[1:3]
-    spacing = "x".join(f"{s:g}" for s in loaded.spacing_zhw_mm) if loaded.spacing_zhw_mm else ""
+    # the grid the slices were cut from: the resampled one when the stack was resampled
+    resampled = sliced.resampling
+    h, w = resampled.target_zhw[1:] if resampled else loaded.stack.shape[1:3]
+    voxel = resampled.target_spacing_mm if resampled else loaded.spacing_zhw_mm
+    spacing = "x".join(f"{s:g}" for s in voxel) if voxel else ""
     rows = []
     for row, k in enumerate(sliced.slice_indices):
         mask_file = loaded.mask_file[k] if isinstance(loaded.mask_file, list) else loaded.mask_file
@@ -203,6 +207,8 @@ def prepare_dataset(
     out_dir = Path(out_dir)
     check_output(out_dir, "dataset", overwrite=overwrite, inputs=[source])
     found = discover_cases(source, config.layout, config.image_patterns, config.mask_patterns)
+    if found.layout == "lgg" and config.spacing and any(config.spacing):
+        raise ValueError(f"{source}: TIFF slices carry no voxel size, so --spacing cannot resample them")
     summary = PrepSummary(out_dir=out_dir, unmatched_files=[str(p) for p in found.unmatched])
     summary.failures += found.rejected
     try:

@@ -22,6 +22,7 @@ from mslesion.data.intensity import (
     foreground_mask,
     slice_entropy_bits,
 )
+from mslesion.data.resampling import Resampling, parse_spacing, plan_resampling
 
 __all__ = [
     "SELECTIONS",
@@ -56,6 +57,7 @@ class CaseSlices:
     channels: list[str]
     n_slices_total: int
     crop_box: tuple[int, int, int, int] | None = None  # (row0, row1, col0, col1) of the native slice, or None
+    resampling: Resampling | None = None  # the stack was resampled to a voxel size first (slices index that grid)
 
 
 def select_slices(
@@ -127,6 +129,8 @@ class SliceConfig:
         "the head, for z-score statistics and --selection brain: nonzero (skull-stripped), otsu, or auto")})
     bias_correction: str = field(default="none", metadata={"choices": BIAS_CORRECTIONS, "help": (
         "n4: divide each volume and modality by its N4 bias field before normalisation (raw scans)")})
+    spacing: tuple[float, ...] | None = field(default=None, metadata={"metavar": "MM", "help": (
+        "resample to this voxel size first: Z H W, H W (in-plane only) or one value (isotropic); 0 keeps an axis")})
     normalisation: str = field(default="zscore", metadata={"choices": NORMALISATIONS})
     percentiles: tuple[float, float] = (0.5, 99.5)
     background: str = field(default="zero", metadata={"choices": BACKGROUNDS, "help": (
@@ -142,6 +146,9 @@ class SliceConfig:
     def __post_init__(self) -> None:
         self.size = tuple(int(s) for s in self.size)
         self.percentiles = tuple(float(p) for p in self.percentiles)
+        if self.spacing is not None:
+            self.spacing = tuple(float(s) for s in self.spacing)
+            parse_spacing(self.spacing)  # refuses a bad value when configured, not at the first patient
         if self.context < 1 or self.context % 2 == 0:
             raise ValueError(f"context must be a positive odd number of slices, not {self.context}")
 
@@ -166,8 +173,11 @@ def slice_case(
 
     ``options`` change single fields of ``config`` (default :class:`SliceConfig`), e.g. ``selection="all"``.
 
+    ``bias_correction`` divides each modality by its N4 field on the scan's own grid; ``spacing`` then resamples
+    stack and mask to that voxel size (:mod:`mslesion.data.resampling`), and everything after works on that grid
+    (slice indices, ``lesion_pixels_native``), recorded in ``resampling`` for the way back.
     The foreground (for z-score statistics and ``brain`` selection) and the
-    entropy are computed on the first modality's raw intensities. ``crop="brain"``
+    entropy are computed on the first modality's intensities before normalisation. ``crop="brain"``
     cuts every slice to the in-plane bounding box of the volume's foreground
     plus ``crop_margin`` pixels (Rondinella et al. (2023) cropped the black background to 160x160);
     the box is recorded so predictions map back (:func:`to_native_stack`).
@@ -181,6 +191,14 @@ def slice_case(
         raise ValueError(f"unknown background {cfg.background!r}; use {' or '.join(BACKGROUNDS)}")
     if stack.ndim != 4 or mask.shape != stack.shape[:3]:
         raise ValueError(f"expected stack (Z,H,W,M) and mask (Z,H,W); got {stack.shape} and {mask.shape}")
+    if cfg.bias_correction != "none":
+        # fitted on the scan's own grid: resampling first would only make N4 slower
+        stack = _bias_corrected(stack, spacing_zhw_mm, foreground_mask(stack[..., 0], cfg.foreground),
+                                cfg.bias_correction)  # fmt: skip
+    resampling = plan_resampling(stack.shape[:3], spacing_zhw_mm, parse_spacing(cfg.spacing))
+    if resampling is not None:
+        stack, mask = resampling.image(stack), resampling.mask(mask)
+        spacing_zhw_mm = resampling.target_spacing_mm
     z, h, w, m = stack.shape
     first = stack[..., 0]
     # Per-slice statistics cost a pass over the volume. Lesion selection is
@@ -189,8 +207,6 @@ def slice_case(
     keep = np.flatnonzero(mask.any(axis=(1, 2))) if cfg.selection == "lesion" else None
     partial = keep is not None and cfg.normalisation == "none" and cfg.crop == "none"
     fg = foreground_mask(first, cfg.foreground, slices=keep if partial else None)
-    if cfg.bias_correction != "none":
-        stack = _bias_corrected(stack, spacing_zhw_mm, fg, cfg.bias_correction)
     entropy = slice_entropy_bits(first, slices=keep)
     norms = [fit_normalisation(stack[..., i], fg, cfg.normalisation, cfg.percentiles) for i in range(m)]
     if keep is None:
@@ -228,6 +244,7 @@ def slice_case(
         channels=channel_names(modalities, cfg.context),
         n_slices_total=z,
         crop_box=box,
+        resampling=resampling,
     )
 
 
@@ -251,6 +268,7 @@ def to_native_stack(
     stack_shape_zhw: tuple[int, int, int],
     kind: str = "probability",
     crop_box: tuple[int, int, int, int] | None = None,
+    resampling: Resampling | None = None,
 ) -> np.ndarray:
     """Model-grid slices -> the canonical ``(Z, H, W)`` stack; slices not listed stay 0.
 
@@ -259,7 +277,15 @@ def to_native_stack(
         indices: the axial index of each of the N slices.
         kind: ``probability`` (bilinear) or ``mask`` (nearest neighbour).
         crop_box: ``(row0, row1, col0, col1)`` the slices were cropped to; outside it stays 0.
+        resampling: the stack was resampled before slicing (:attr:`CaseSlices.resampling`): ``indices`` and
+            ``crop_box`` are on its grid, and ``stack_shape_zhw`` is the stack's own shape before resampling.
     """
+    if resampling is not None:
+        if tuple(stack_shape_zhw) != resampling.source_zhw:
+            raise ValueError(f"stack shape {tuple(stack_shape_zhw)} is not the {resampling.source_zhw} grid "
+                             "the slices were resampled from")  # fmt: skip
+        on_grid = to_native_stack(slices, geometry, indices, resampling.target_zhw, kind, crop_box)
+        return resampling.to_source(on_grid, kind)
     slices = np.asarray(slices)
     if slices.ndim == 4:
         slices = slices[..., 0]
@@ -296,7 +322,8 @@ def to_native_volume(slices: np.ndarray, meta: dict, kind: str = "probability") 
     if len(slices) != len(indices):
         raise ValueError(f"got {len(slices)} slices but the case has {len(indices)}")
     geom = SliceGeometry.from_dict(meta["geometry"])
-    box = meta.get("crop_box")
-    stack = to_native_stack(slices, geom, indices, tuple(meta["stack_shape_zhw"]), kind, tuple(box) if box else None)
+    box, resampled = meta.get("crop_box"), meta.get("resampling")
+    stack = to_native_stack(slices, geom, indices, tuple(meta["stack_shape_zhw"]), kind, tuple(box) if box else None,
+                            Resampling.from_dict(resampled) if resampled else None)  # fmt: skip
     affine = meta["source"].get("affine")
     return stack if affine is None else from_axial_stack(stack, np.asarray(affine))

@@ -179,7 +179,7 @@ def predict_volume(run: TrainedRun | Sequence[TrainedRun], case: LoadedCase, bat
 
     def native(a: np.ndarray) -> np.ndarray:
         return to_native_stack(a, sliced.geometry, sliced.slice_indices, case.stack.shape[:3], "probability",
-                               sliced.crop_box)  # fmt: skip
+                               sliced.crop_box, sliced.resampling)  # fmt: skip
 
     if uncertainty == "none":
         return native(probs)
