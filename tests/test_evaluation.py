@@ -35,7 +35,7 @@ def trained(trained_run, tmp_path) -> Path:
 def _oracle(monkeypatch):
     """Replace the network by the ground truth: every number must then be perfect."""
     monkeypatch.setattr(evaluation, "predict_volume",
-                        lambda run, case, batch_size=16, tta="none": case.mask.astype(np.float32))
+                        lambda run, case, batch_size=16, tta="none", uncertainty="none": case.mask.astype(np.float32))
 
 
 def test_evaluate_writes_every_table_and_records_its_settings(trained):

@@ -8,6 +8,7 @@ from mslesion.configs import config_from_dict
 from mslesion.data.cohort import LAYOUTS
 from mslesion.infer.inference import CHECKPOINTS
 from mslesion.infer.tta import TTA_MODES
+from mslesion.infer.uncertainty import UNCERTAINTY
 
 __all__ = ["EvalConfig"]
 
@@ -39,6 +40,9 @@ class EvalConfig:
     overwrite: bool = field(default=False, metadata={"help": "replace an evaluation written there before"})
     tta: str = field(default="none", metadata={"choices": TTA_MODES, "help": (
         "test-time augmentation: mean over mirrored (flip) or also rotated (flip+rot90) slices")})
+    uncertainty: str = field(default="none", metadata={"choices": UNCERTAINTY, "help": (
+        "std (over ensemble members and TTA passes) or entropy: each predicted lesion's uncertainty and whether "
+        "it is a true or false lesion (lesion_uncertainty.csv), and how well it tells them apart (summary.json)")})
     # more runs whose probabilities are averaged with the run's (needs out_dir); the CLI's --ensemble fills it
     ensemble: list[str] | None = None
 

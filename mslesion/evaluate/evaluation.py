@@ -10,6 +10,7 @@ with the ground truth on the whole volume. Output folder (default
     slices.csv        SLICE-LEVEL Dice/IoU on the axial slices with ground-truth
                       lesion (the backbone report's test unit), for comparison with its tables
     examples.npz      good/average/bad slices by slice-Dice tertile (Appendix II figure)
+    lesion_uncertainty.csv  with ``uncertainty``: each predicted lesion's mean/max uncertainty, true or false
     summary.json      means, medians, nan counts, pooled slice-level Dice/IoU,
                       the settings (threshold, connectivity, detection fraction,
                       checkpoint) and which run and patients it came from
@@ -29,6 +30,7 @@ from mslesion.data.cohort import discover_cases
 from mslesion.data.loading import load_case
 from mslesion.errors import MslesionError, RunNotFoundError
 from mslesion.evaluate.config import EvalConfig
+from mslesion.evaluate.lesion_uncertainty import uncertainty_summary
 from mslesion.evaluate.loop import Scoring, Subject, score_subjects
 from mslesion.evaluate.summary import describe_trust, evaluation_summary
 from mslesion.fileio import save_json
@@ -36,6 +38,7 @@ from mslesion.folders import DatasetFolder, RunFolder
 from mslesion.infer.inference import TrainedRun, open_runs, predict_volume, write_mask
 from mslesion.infer.postprocess import resolve_postprocess
 from mslesion.infer.tta import transforms
+from mslesion.infer.uncertainty import UNCERTAINTY
 from mslesion.outputs import output_dir
 from mslesion.paths import SPLITS
 
@@ -101,6 +104,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
 
         return evaluate_3d(run_dir, config, verbose=verbose)
     transforms(config.tta)  # an unknown mode, and an ensemble without out_dir, fail before any model is loaded
+    _check_uncertainty(config)
     out = _default_out(run_dir, config)
     members = open_runs([run_dir, *map(Path, config.ensemble or [])], config.checkpoint)
     run = members[0]
@@ -111,12 +115,19 @@ def evaluate(run_dir: str | Path, config: EvalConfig | dict | None = None, verbo
     return out
 
 
+def _check_uncertainty(config: EvalConfig) -> None:
+    if config.uncertainty not in UNCERTAINTY:
+        raise ValueError(f"uncertainty must be one of {UNCERTAINTY}, not {config.uncertainty!r}")
+    if config.uncertainty == "std" and config.tta == "none" and not config.ensemble:
+        raise ValueError("uncertainty 'std' needs several passes: give --tta or --ensemble, or use 'entropy'")
+
+
 def scoring_of(config: EvalConfig, run_dir: str | Path | None = None) -> Scoring:
     """The options of ``config`` the per-patient loop uses, with ``run_dir``'s post-processing where it applies."""
     post = resolve_postprocess(run_dir, config.threshold, config.postprocess and run_dir is not None,
                                ensemble=bool(config.ensemble))  # fmt: skip
     return Scoring(post.threshold, config.connectivity, config.detection_fraction, config.write_masks,
-                   config.examples_per_tertile, post=post)  # fmt: skip
+                   config.examples_per_tertile, post=post, uncertainty=getattr(config, "uncertainty", "none"))  # fmt: skip
 
 
 def _score(members: list[TrainedRun], cases: list, rejected: list[dict], label: str, config: EvalConfig, out: Path,
@@ -133,7 +144,8 @@ def _score(members: list[TrainedRun], cases: list, rejected: list[dict], label: 
     subjects = [(case.patient_id, lambda case=case: load(case)) for case in cases]
     scoring = scoring_of(config, run.run_dir)
     per_patient, slices, failures = score_subjects(
-        subjects, lambda s: predict_volume(members, s.data, config.batch_size, config.tta), out, scoring,
+        subjects, lambda s: predict_volume(members, s.data, config.batch_size, config.tta, config.uncertainty), out,
+        scoring,
         errors=(MslesionError,), failures=rejected, verbose=verbose)  # fmt: skip
     origin = {"run": str(run.run_dir), "checkpoint": run.checkpoint, "model": run.config.get("model")}
     summary = evaluation_summary(origin, {**asdict(config), "threshold": scoring.threshold}, label, per_patient,
@@ -141,6 +153,11 @@ def _score(members: list[TrainedRun], cases: list, rejected: list[dict], label: 
     summary["members"] = [str(m.run_dir) for m in members]
     summary["tta"] = config.tta
     summary["postprocess"] = {**asdict(scoring.post), "applied": scoring.post.describe()}
+    if config.uncertainty != "none":
+        import pandas as pd
+
+        lesions = pd.read_csv(out / "lesion_uncertainty.csv").to_dict("records")
+        summary["uncertainty"] = uncertainty_summary(lesions, config.uncertainty)
     save_json(out / "summary.json", summary)
     if verbose:
         print(f"  {describe_trust(summary['trust'])}")

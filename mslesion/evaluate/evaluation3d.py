@@ -42,8 +42,9 @@ def evaluate_3d(run_dir: str | Path, config: EvalConfig | dict | None = None, *,
     run_dir = Path(run_dir)
     if config.source:
         raise ValueError(f"{run_dir}: a 3D run evaluates the patients of its prepared volumes; --source is 2D only")
-    if config.tta != "none" or config.ensemble:
-        raise ValueError(f"{run_dir}: test-time augmentation and ensembles are for 2D runs so far, not 3D patch runs")
+    if config.tta != "none" or config.ensemble or config.uncertainty != "none":
+        raise ValueError(f"{run_dir}: test-time augmentation, ensembles and uncertainty are for 2D runs so far, "
+                         "not 3D patch runs")  # fmt: skip
     run = RunFolder.open(run_dir)
     path = run.checkpoint(config.checkpoint)
     config = replace(config, checkpoint=path.stem, batch_size=batch_size)

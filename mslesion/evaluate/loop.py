@@ -8,6 +8,7 @@ mask file read from disk (:mod:`mslesion.evaluate.folder`). Output tables::
     lesions.csv       one row per patient and lesion-size bracket (Røvang 2021)
     slices.csv        Dice/IoU of each axial slice with ground-truth lesion
     failures.csv      patients that could not be evaluated, and why
+    lesion_uncertainty.csv  with an uncertainty measure: each predicted lesion's uncertainty, true or false
     examples.npz      good/average/bad slices by slice-Dice tertile (when the subjects carry images)
     masks/            the thresholded predictions (``write_masks``)
 """
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from mslesion.errors import FAILURE_COLUMNS, failure_row
+from mslesion.evaluate.lesion_uncertainty import LESION_UNCERTAINTY_COLUMNS, lesion_uncertainty_rows
 from mslesion.evaluate.lesions import bracket_rows, compute_lesion_metrics
 from mslesion.evaluate.metrics import compute_dice, compute_iou, confusion
 from mslesion.evaluate.volume_metrics import compute_patient_metrics
@@ -56,6 +58,8 @@ class Scoring:
     examples_per_tertile: int = 1
     # the run's post-processing (mslesion.infer.postprocess.PostProcess); when set, it makes the masks, not threshold
     post: object | None = None
+    # std or entropy: the predictor returns (probability, uncertainty), scored per predicted lesion
+    uncertainty: str = "none"
 
 
 def evaluate_volume(
@@ -97,11 +101,13 @@ def score_subjects(subjects: Iterable[tuple[str, Callable[[], Subject]]], predic
     Args:
         subjects: ``(patient, load)`` pairs; ``load()`` reads the subject. One that raises one of ``errors``
             becomes a row of ``failures.csv`` and the others are still scored.
-        predict: a subject's lesion probabilities, ``(Z, H, W)`` on the grid of its truth.
+        predict: a subject's lesion probabilities, ``(Z, H, W)`` on the grid of its truth; with
+            ``scoring.uncertainty`` a pair ``(probabilities, uncertainty)``, and ``lesion_uncertainty.csv`` is
+            written (:mod:`mslesion.evaluate.lesion_uncertainty`).
         failures: rows already known (patients rejected before loading), kept first.
         examples: write ``examples.npz`` (from the subjects that carry an image).
     """
-    rows, brackets, slices, candidates = [], [], [], []
+    rows, brackets, slices, candidates, uncertain = [], [], [], [], []
     failures = list(failures or [])
     for patient, load in subjects:
         try:
@@ -111,7 +117,7 @@ def score_subjects(subjects: Iterable[tuple[str, Callable[[], Subject]]], predic
             if verbose:
                 print(f"  FAILED {patient}: {exc}")
             continue
-        prob = predict(subject)
+        prob, unc = predict(subject) if scoring.uncertainty != "none" else (predict(subject), None)
         pred = scoring.post.apply(prob, subject.spacing_zhw_mm) if scoring.post is not None else prob > scoring.threshold
         truth = subject.truth
         row, lesions = evaluate_volume(truth, pred, subject.spacing_zhw_mm, scoring.connectivity,
@@ -121,6 +127,10 @@ def score_subjects(subjects: Iterable[tuple[str, Callable[[], Subject]]], predic
         rows.append({"patient": patient, "n_slices": int(truth.shape[0]),
                      "spacing_zhw_mm": "x".join(f"{s:g}" for s in subject.spacing_zhw_mm or ()), **row,
                      "slice_level_dice": compute_dice(confusion(truth[lesion_slices], pred[lesion_slices]))})  # fmt: skip
+        if unc is not None:
+            found = lesion_uncertainty_rows(patient, truth, pred, unc, subject.spacing_zhw_mm, scoring.connectivity)
+            rows[-1]["mean_lesion_uncertainty"] = float(unc[pred].mean()) if pred.any() else math.nan
+            uncertain += found
         brackets += bracket_rows(lesions, patient=patient)
         slices += per_slice
         if examples and subject.image is not None:
@@ -133,6 +143,8 @@ def score_subjects(subjects: Iterable[tuple[str, Callable[[], Subject]]], predic
             print(f"  {patient}: Dice {row['dice']:.3f}, lesions {row['tp_lesions']}/{row['n_true_lesions']} found, "
                   f"{row['fp_lesions']} false")  # fmt: skip
     per_patient = write_tables(out, rows, brackets, slices, failures)
+    if scoring.uncertainty != "none":
+        save_csv(out / "lesion_uncertainty.csv", uncertain, columns=LESION_UNCERTAINTY_COLUMNS)
     if examples:
         save_examples(out / "examples.npz", candidates, scoring.examples_per_tertile)
     return per_patient, slices, failures
