@@ -20,6 +20,7 @@ __all__ = [
     "NoCasesFoundError",
     "BadPatientIdError",
     "UnknownOptionError",
+    "ConfigError",
     "BadVoxelSizeError",
     "ConstantImageError",
     "DamagedCheckpointError",
@@ -137,6 +138,10 @@ class UnknownOptionError(MslesionError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(MslesionError, ValueError):
+    """Options that contradict each other or the run they point at; the message names them."""
 
 
 class ExportError(MslesionError, RuntimeError):

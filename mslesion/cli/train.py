@@ -82,7 +82,8 @@ def add_train(subparsers) -> None:
         config = config_from(a, TrainConfig, defaults=defaults, mapping=_given(a, TrainConfig))
         print(f"recipe {name}: {config.model} {json.dumps(config.model_params)}, loss {config.loss}, "
               f"augment {config.augment}, balance {config.balance}, batch {config.batch_size}, "
-              f"learning rate {config.learning_rate:g}")  # fmt: skip
+              f"learning rate {config.learning_rate:g} ({config.optimizer}, {config.lr_schedule})"
+              + (f", starting from {config.init_from}" if config.init_from else ""))  # fmt: skip
         # a live progress bar with ETA on a terminal; one line per epoch when the output is a log file
         _train_each(a, config, train, verbose=fit_verbosity(), overwrite=a.overwrite)
 

@@ -125,7 +125,8 @@ def load_model(path, *, compile: bool = True, safe_mode: bool = True, custom_obj
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {path}")
-    for module in ("mslesion.train.losses", "mslesion.train.keras_metrics"):
+    # registers the objects a compiled model refers to (losses, metrics, learning-rate schedules)
+    for module in ("mslesion.train.losses", "mslesion.train.keras_metrics", "mslesion.train.optimizers"):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
     config_text = _saved_config_text(path)

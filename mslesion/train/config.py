@@ -13,7 +13,10 @@ import numpy as np
 from mslesion.configs import config_from_dict
 from mslesion.train.datasets import split_patients_of
 
-__all__ = ["RunConfig", "TrainConfig", "run_dir_for", "train_val_patients"]
+__all__ = ["RunConfig", "TrainConfig", "run_dir_for", "train_val_patients", "OPTIMIZERS", "LR_SCHEDULES"]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "cyclical")
 
 
 @dataclass
@@ -47,6 +50,30 @@ class RunConfig:
     runs_root: str = field(default="runs", metadata={"help": "runs go to <runs-root>/<dataset>/<model>__<loss>__<tag>"})
     tag: str = "base"
     run_dir: str | None = field(default=None, metadata={"help": "the run folder itself, instead of the name above"})
+    # the optimizer and its schedule (mslesion.train.optimizers)
+    optimizer: str = field(default="adam", metadata={"choices": OPTIMIZERS, "help": (
+        "adamw and sgd take --weight-decay (Keras' decoupled decay); sgd takes --momentum, --nesterov")})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum (SGD)"})
+    weight_decay: float = field(default=0.0, metadata={"help": (
+        "decoupled weight decay of adamw and sgd (Rondinella et al. 2023: SGD, 1e-4)")})
+    lr_schedule: str = field(default="constant", metadata={"choices": LR_SCHEDULES, "help": (
+        "per-step schedule peaking at the learning rate: cosine decay to --min-learning-rate over --epochs, "
+        "or a triangular cycle (Smith 2017) between the two every --cycle-epochs")})
+    warmup_epochs: int = field(default=0, metadata={"help": "linear warm-up from 0 to the learning rate first"})
+    min_learning_rate: float = field(default=0.0, metadata={"help": "the cosine's floor; the cycle's bottom"})
+    cycle_epochs: float = field(default=4.0, metadata={"help": "cyclical: epochs of one full cycle, bottom to bottom"})
+    init_from: str | None = field(default=None, metadata={"metavar": "RUN", "help": (
+        "warm start: the weights of this run's model.keras (else best.keras), or of a .keras file, "
+        "before the first epoch (same model and weight shapes)")})
+
+    def __post_init__(self) -> None:
+        _check_optimizer(self)
+
+    def peak_learning_rates(self) -> list[float]:
+        """The learning rates a schedule of this run may peak at (its ``learning_rate``, where it has one)."""
+        rate = getattr(self, "learning_rate", None)
+        return [] if rate is None else [rate]
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -95,6 +122,42 @@ class TrainConfig(RunConfig):
     threshold: float = field(default=0.5, metadata={"help": "probability cut for the validation Dice"})
     recipe: str | None = None  # the named options (mslesion.study.recipes.recipe) the others started from, if any
 
+
+def _check_optimizer(config: RunConfig) -> None:
+    """Refuse optimizer and schedule options that contradict each other (one line each, naming the options)."""
+    from mslesion.errors import ConfigError
+
+    def refuse(problem: str) -> None:
+        raise ConfigError(f"{config.KIND} options: {problem}")
+
+    if config.optimizer not in OPTIMIZERS:
+        refuse(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        refuse(f"unknown lr_schedule {config.lr_schedule!r}; known: {', '.join(LR_SCHEDULES)}")
+    if not config.weight_decay >= 0:
+        refuse(f"weight_decay must be 0 or more, not {config.weight_decay}")
+    # Keras 3 decays Adam's weights decoupled, which is AdamW: one name for one optimizer
+    if config.optimizer == "adam" and config.weight_decay:
+        refuse("adam with weight_decay is adamw (Keras decouples the decay): pass optimizer adamw")
+    if config.optimizer == "adamw" and not config.weight_decay:
+        refuse("adamw without weight_decay is adam: give weight_decay (e.g. 1e-4) or use adam")
+    if not 0 <= config.momentum < 1:
+        refuse(f"momentum must be in [0, 1), not {config.momentum}")
+    if config.nesterov and config.optimizer != "sgd":
+        refuse(f"nesterov is SGD's; the optimizer is {config.optimizer}")
+    if config.warmup_epochs < 0 or config.min_learning_rate < 0 or not config.cycle_epochs > 0:
+        refuse("warmup_epochs and min_learning_rate must be 0 or more, cycle_epochs more than 0")
+    scheduled = config.lr_schedule != "constant" or config.warmup_epochs
+    if scheduled and getattr(config, "reduce_lr_patience", None):
+        # a schedule object is not settable: ReduceLROnPlateau would fail at its first plateau
+        refuse(f"lr_schedule {config.lr_schedule!r} (warmup_epochs {config.warmup_epochs}) sets the learning rate "
+               "every step, so ReduceLROnPlateau cannot lower it: drop reduce_lr_patience (--reduce-lr-patience 0)")
+    if config.warmup_epochs and config.epochs and config.warmup_epochs >= config.epochs:
+        refuse(f"warmup_epochs {config.warmup_epochs} leaves none of the {config.epochs} epochs after the warm-up")
+    if config.lr_schedule != "constant":
+        above = [r for r in config.peak_learning_rates() if r < config.min_learning_rate]
+        if above:
+            refuse(f"min_learning_rate {config.min_learning_rate:g} is above the learning rate {above[0]:g}")
 
 
 def run_dir_for(config) -> Path:

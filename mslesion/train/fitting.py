@@ -14,16 +14,18 @@ def float32_output(model):
     return keras.Model(model.inputs, out, name=model.name)
 
 
-def compile_for_training(model, config, learning_rate: float | None = None, jit_compile: bool | None = None) -> None:
-    """Adam at ``learning_rate`` (default the config's), the config's loss, accuracy + Dice + IoU at its threshold.
+def compile_for_training(model, config, learning_rate: float | None = None, jit_compile: bool | None = None,
+                         steps_per_epoch: int | None = None) -> None:  # fmt: skip
+    """The config's optimizer and schedule (:func:`mslesion.train.optimizers.make_optimizer`) at ``learning_rate``
+    (default the config's), its loss, accuracy + Dice + IoU at its threshold.
 
-    ``jit_compile=None`` leaves Keras' own default ("auto").
+    ``jit_compile=None`` leaves Keras' own default ("auto"); ``steps_per_epoch``: training batches per
+    epoch, which a learning-rate schedule needs.
     """
-    import keras
-
     from mslesion.train import keras_metrics, losses
+    from mslesion.train.optimizers import make_optimizer
 
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate if learning_rate is None else learning_rate),
+    model.compile(optimizer=make_optimizer(config, learning_rate, steps_per_epoch),
                   loss=losses.get_loss(config.loss, **config.loss_params),
                   metrics=keras_metrics.default_metrics(getattr(config, "threshold", 0.5)),
                   **({} if jit_compile is None else {"jit_compile": jit_compile}))  # fmt: skip

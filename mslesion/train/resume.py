@@ -182,13 +182,17 @@ def epoch_keeper(run: Path, info: dict | None, stateful: list, header: list[str]
 
 
 def fit_resumably(run: Path, model, data, val_data, epochs: int, callbacks: list, verbose: int,
-                   skip_data: Callable[[int], None] | None = None, **fit_kwargs) -> int:  # fmt: skip
+                   skip_data: Callable[[int], None] | None = None, initialise: Callable[[], None] | None = None,
+                   **fit_kwargs) -> int:  # fmt: skip
     """Fit ``model`` from the newest backup of ``run`` that loads (or from scratch); returns the epochs done.
 
     ``history.csv`` is first cut back to the epochs the backup covers. ``skip_data(n)``
     advances the training data to epoch ``n`` when the data cannot be told its epoch.
+    ``initialise()`` sets the model's starting weights (a warm start) when no backup loads, and only then.
     """
     info = restore_backup(run, model)
+    if info is None and initialise is not None:
+        initialise()
     start = int(info["epoch"]) if info else 0
     header, rows = history_before(run, start)
     write_history(run, header, rows)

@@ -45,6 +45,7 @@ from mslesion.train.finish import announce_choice, finish_run
 from mslesion.train.fitting import compile_for_training, float32_output, plateau_callbacks
 from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, skip_epochs
 from mslesion.train.runfolder import begin_run, check_run_inputs, mark_started, open_run, write_run_records
+from mslesion.train.warmstart import init_weights, start_from
 
 __all__ = ["train", "lesion_slices"]
 
@@ -101,14 +102,16 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
                                 drop_remainder=static, min_last_batch=replicas, source=source)  # fmt: skip
         val_ds = make_dataset(val_set, global_batch, shuffle=False, min_last_batch=replicas)
 
+        steps_per_epoch = len(train_set) // global_batch + (0 if static or len(train_set) % global_batch < replicas else 1)
         with strategy.scope():
             model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
             if policy != "float32":
                 model = float32_output(model)
-            compile_for_training(model, config, jit_compile=config.jit_compile)
+            compile_for_training(model, config, jit_compile=config.jit_compile, steps_per_epoch=steps_per_epoch)
             if augment_on == "device":
                 augment_in_train_step(model, augment, config.seed)
-        steps_per_epoch = len(train_set) // global_batch + (0 if static or len(train_set) % global_batch < replicas else 1)
+        # checked before the run is recorded, so a mismatch leaves no run behind
+        init = init_weights(config, model, run) if config.init_from else None
         steps = steps_per_epoch * config.epochs
         momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
                    if config.bn_horizon else {})  # fmt: skip
@@ -135,6 +138,8 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
             "dtype_policy": policy,
             "bn_momentum_capped": momenta,
             "params": count_params(model),
+            "init_from_checkpoint": str(init[0]) if init else None,
+            "steps_per_epoch": steps_per_epoch,
         }
         state = mark_started(run, config, "run", state)
         write_run_records(run, config.dataset, PREP_CONFIG, resolved, runtime.environment(strategy), model)
@@ -156,6 +161,7 @@ def train(config: TrainConfig | dict, verbose: int = 2, *, overwrite: bool = Fal
                 callbacks.append(budget)
             done = fit_resumably(run, model, train_ds, val_ds, config.epochs, callbacks, verbose,
                                   skip_data=lambda n: skip_epochs(train_ds, n),
+                                  initialise=(lambda: start_from(run, model, *init, strategy)) if init else None,
                                   shuffle=False)  # the dataset shuffles itself, seeded per epoch
             if budget is not None:
                 state = {**state, "bn_momentum_recapped": budget.recapped}

@@ -39,6 +39,7 @@ from mslesion.train.fitting import compile_for_training, plateau_callbacks
 from mslesion.train.patches import PatchSampler
 from mslesion.train.resume import crash, fit_resumably, load_fitted, mark_done, mark_fitted, save_model
 from mslesion.train.runfolder import begin_run, check_run_inputs, mark_started, open_run, write_run_records
+from mslesion.train.warmstart import init_weights, start_from
 
 __all__ = ["Train3DConfig", "train_3d"]
 
@@ -75,6 +76,7 @@ class Train3DConfig(RunConfig):
         "help": "training-time budget: stop before the epoch that would pass it (--epochs stays the cap)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.patch = tuple(int(p) for p in self.patch)
         self.stride = tuple(int(s) for s in self.stride)
 
@@ -148,7 +150,9 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
                                lesion_fraction=None, augment=False, shuffle=False)  # fmt: skip
         channels = train_set.volumes[0].volume.shape[-1]
         model = build_model(config.model, input_shape=(*config.patch, channels), **config.model_params)
-        compile_for_training(model, config)
+        compile_for_training(model, config, steps_per_epoch=len(train_set))
+        # checked before the run is recorded, so a mismatch leaves no run behind
+        init = init_weights(config, model, run) if config.init_from else None
         steps = len(train_set) * config.epochs
         momenta = (batchnorm.adapt_momentum(model, steps, config.bn_horizon, config.bn_max_momentum)
                    if config.bn_horizon else {})  # fmt: skip
@@ -160,6 +164,7 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
             "n_train_lesion_grid_patches": int(train_set.has_lesion.sum()), "n_val_patches": val_set.n_patches,
             "input_shape": [*config.patch, channels], "dtype_policy": keras.mixed_precision.global_policy().name,
             "bn_momentum_capped": momenta, "params": count_params(model),
+            "init_from_checkpoint": str(init[0]) if init else None, "steps_per_epoch": len(train_set),
         }  # fmt: skip
         state = mark_started(run, config, "run3d", state)
         write_run_records(run, config.dataset, PREP3D_CONFIG, resolved, _environment(), model)
@@ -175,7 +180,8 @@ def train_3d(config: Train3DConfig | dict, verbose: int = 2, *, overwrite: bool 
                 verbose = 0
             if config.max_minutes:
                 callbacks.append(TimeBudget(config.max_minutes, run))
-            done = fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose)
+            done = fit_resumably(run, model, train_set, val_set, config.epochs, callbacks, verbose,
+                                 initialise=(lambda: start_from(run, model, *init)) if init else None)
             state = mark_fitted(run, model, state, done)
         save_model(model, run / FINAL, "final_model")
         crash("before_done")

@@ -28,6 +28,7 @@ from mslesion.paths import PREP_CONFIG, RUN_CONFIG
 from mslesion.train.config import RunConfig, run_dir_for
 from mslesion.train.datasets import load_slice_set, make_dataset
 from mslesion.train.fitting import compile_for_training, float32_output
+from mslesion.train.warmstart import init_weights, start_from
 
 __all__ = ["TuneConfig", "tune", "TUNERS"]
 
@@ -58,6 +59,10 @@ class TuneConfig(RunConfig):
     tensorboard: bool = field(default=True, metadata={"help": (
         "write no TensorBoard logs (default: <run>/tensorboard/<trial>/: each trial's epoch scalars and "
         "keras-tuner's HParams view)")})
+
+    def peak_learning_rates(self) -> list[float]:
+        """The trial learning rates a schedule peaks at: the fixed values, or the range's ends."""
+        return list(self.log_uniform) if self.log_uniform else [float(v) for v in self.learning_rates]
 
 
 def tune(config: TuneConfig | dict, verbose: int = 0, progress: bool = False) -> Path:
@@ -108,6 +113,11 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
     strategy = runtime.pick_strategy(config.strategy)
     batch = config.batch_size * strategy.num_replicas_in_sync
     train_set, val_set = load_slice_set(config.dataset, train_ids), load_slice_set(config.dataset, val_ids)
+    static = runtime.needs_static_shapes(strategy)
+    train_ds = make_dataset(train_set, batch, seed=config.seed, drop_remainder=static,
+                            min_last_batch=strategy.num_replicas_in_sync)  # fmt: skip
+    steps_per_epoch = int(train_ds.cardinality())
+    init = {}  # the warm start's checkpoint and weights, read (and checked) by the first trial
 
     def build(hp):
         if config.log_uniform:
@@ -118,7 +128,12 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         model = build_model(config.model, input_shape=train_set.slice_shape, **config.model_params)
         if policy != "float32":  # the loss in float32, as in training
             model = float32_output(model)
-        compile_for_training(model, config, learning_rate=lr)
+        # the trial's rate is the peak of the config's schedule, on the config's optimizer
+        compile_for_training(model, config, learning_rate=lr, steps_per_epoch=steps_per_epoch)
+        if config.init_from:
+            if not init:
+                init["checkpoint"], init["weights"] = init_weights(config, model, run)
+            start_from(run, model, init["checkpoint"], init["weights"])
         return model
 
     from mslesion.progress import JobProgress
@@ -153,11 +168,10 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
     else:
         cls = {"grid": kt.GridSearch, "random": kt.RandomSearch, "bayesian": kt.BayesianOptimization}[config.tuner]
         tuner = recording(cls)(build, max_trials=config.max_trials, **common)
-    static = runtime.needs_static_shapes(strategy)
     save_json(run / RUN_CONFIG, {**asdict(config), "train_patients": train_ids, "val_patients": val_ids,
                                     "val_carved_from_train": carved, "dtype_policy": policy,
                                     "replicas": int(strategy.num_replicas_in_sync), "global_batch_size": batch,
-                                    "static_batch_shapes": static})  # fmt: skip
+                                    "static_batch_shapes": static, "steps_per_epoch": steps_per_epoch})  # fmt: skip
     callbacks = []
     if config.tensorboard:
         import keras
@@ -170,8 +184,7 @@ def _search(config: TuneConfig, run: Path, train_ids: list[str], val_ids: list[s
         # keras-tuner gives each trial its own log folder and adds its HParams callback to this one
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / tensorboard_logs.FOLDER), write_graph=False))
     tuner.search(
-        make_dataset(train_set, batch, seed=config.seed, drop_remainder=static,
-                     min_last_batch=strategy.num_replicas_in_sync),
+        train_ds,
         validation_data=make_dataset(val_set, batch, shuffle=False, min_last_batch=strategy.num_replicas_in_sync),
         epochs=config.epochs,
         verbose=0 if job is not None else verbose,
