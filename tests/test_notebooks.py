@@ -71,9 +71,12 @@ def test_01_to_04_on_a_read_only_kaggle_input_writing_only_to_the_working_folder
                           SELECTION="brain")  # fmt: skip
         assert f"real data: {cohort}" in _outputs(nb)
         common = {"WORK": str(work), "DATASET": "data/slices/ms", "QUICK": True, "WEIGHTS": None, "EPOCHS": 2}
-        nb = run_notebook("02_backbone_comparison.ipynb", kernel_cwd, BACKBONES=["mobilenetv2", "vgg16"], **common)
+        nb = run_notebook("02_backbone_comparison.ipynb", kernel_cwd, BACKBONES=["mobilenetv2", "vgg16"],
+                          ENCODER_COMPARISON=True, ENCODER_VARIANTS=["unet", "resnet50_frozen2"], ENCODER_EPOCHS=1,
+                          **common)  # fmt: skip
         assert "real data from" in _outputs(nb) and "6 patients" in _outputs(nb)
         assert len(list((work / "runs/backbones").rglob("final.keras"))) == 2
+        assert len(list((work / "runs/encoders").rglob("final.keras"))) == 2
         run_notebook("03_model_training.ipynb", kernel_cwd, LR_EPOCHS=1, LEARNING_RATES=[1e-2, 1e-3], **common)
         run_notebook("04_results_tables.ipynb", kernel_cwd, WORK=str(work), EPOCH_EVERY=1)
     finally:
@@ -85,7 +88,7 @@ def test_01_to_04_on_a_read_only_kaggle_input_writing_only_to_the_working_folder
     results = work / "results"
     assert len(pd.read_csv(results / "tables/table_6_1_parameters.csv")) == 6  # the six models of Table 6.1
     for name in ("table_6_2_dice", "table_6_3_test_iou", "appendix_i_accuracy_loss", "per_patient", "lesionwise",
-                 "lr_search", "epoch_study", "backbone_comparison"):  # fmt: skip
+                 "lr_search", "epoch_study", "backbone_comparison", "encoder_comparison"):  # fmt: skip
         assert (results / "tables" / f"{name}.md").is_file(), name
     for name in ("dice_curves", "accuracy_loss", "predictions_good_average_bad", "lr_search", "dataset_glimpse",
                  "orthogonal_views", "backbone_dice_curves"):  # fmt: skip

@@ -139,6 +139,10 @@ DETERMINISTIC = False           # True: runs repeat bit for bit on this machine 
 STRATEGY = "auto"               # auto: TPU if present, several GPUs mirrored, else one device
 MIXED_PRECISION = "auto"        # auto: on where it pays (GPU of compute capability >= 7.0: float16; TPU: bfloat16)
 JIT_COMPILE = False             # XLA-compile the training step (benchmarks/bench_train.py --jit measures it)
+ENCODER_COMPARISON = False      # also the LGG encoder comparison: scratch U-Net, VGG16 / ResNet50 retrained, ResNet50 2 frozen
+ENCODER_VARIANTS = None         # None: all four (mslesion.study.encoder_comparison.ENCODER_VARIANTS)
+ENCODER_EPOCHS = 120            # as the source trained its U-Net; TIME_BUDGET applies here too
+ENCODER_RUNS = "runs/encoders"
 ''' + PLAT),
     new_code_cell(INSTALL),
     new_code_cell(DEVICE),
@@ -154,6 +158,25 @@ runs = experiments.compare_backbones(dataset, runs_dir, tuple(BACKBONES), model=
 report_tables.backbone_table(runs)  # notebook 04 writes it, and the curves, into its results folder'''),
     new_markdown_cell("Validation Dice per epoch for each encoder."),
     new_code_cell('''curves.plot_metric_curves({report_tables.run_label(r): history.read_history(r) for r in runs}, "dice")'''),
+    new_markdown_cell("""## The LGG encoder comparison (set `ENCODER_COMPARISON = True`)
+
+The "Brain MRI Segmentation" project compared, on the LGG FLAIR data of Buda et al. (2019), a plain U-Net from
+scratch with U-Nets whose ImageNet VGG16 or ResNet50 encoder was retrained, and ResNet50 with its first two blocks
+frozen (Dice loss, augmentation). Point `DATASET` at LGG slices prepared by notebook 01 (or any other dataset);
+each model is then evaluated per patient on its test patients. `QUICK` uses ResNet18 for ResNet50."""),
+    new_code_cell('''from IPython.display import display
+from mslesion.report import eval_tables
+from mslesion.study import encoder_comparison
+
+if ENCODER_COMPARISON:
+    encoder_runs = encoder_comparison.compare_encoders(
+        dataset, work / ENCODER_RUNS, ENCODER_VARIANTS, epochs=ENCODER_EPOCHS, weights=WEIGHTS, quick=QUICK,
+        batch_size=BATCH_SIZE, seed=SEED, deterministic=DETERMINISTIC, progress=True,
+        time_budget_minutes=TIME_BUDGET, **accelerator)
+    experiments.evaluate_runs(encoder_runs, verbose=True)
+    display(eval_tables.encoder_comparison_table(encoder_runs))  # notebook 04 writes it into its results folder
+else:
+    print("ENCODER_COMPARISON is False: skipped")'''),
 ]
 
 NB03 = [
@@ -257,6 +280,7 @@ RUNS = "runs/models"
 BACKBONE_RUNS = "runs/backbones"
 TUNING_RUNS = "runs/tuning"
 NATIVE_RUNS = "runs/native"     # notebook 03's related-work models: comparison table, attention figure
+ENCODER_RUNS = "runs/encoders"  # notebook 02's LGG encoder comparison, when it ran
 DATASET = "data/slices/ms"
 EPOCH_STUDY_MODEL = "unet_scratch"  # the run whose history gives the epoch-study table
 EPOCH_EVERY = 25
@@ -277,6 +301,7 @@ if runs_dir is None:
                                       f"{[str(r) for r in inputs]}; run notebook 03 first")
 runs = report_tables.find_runs(runs_dir)
 backbones = workspace.find_prepared(BACKBONE_RUNS, work, report_tables.find_runs, inputs)
+encoders = workspace.find_prepared(ENCODER_RUNS, work, report_tables.find_runs, inputs)
 tunings = workspace.find_prepared(TUNING_RUNS, work, report_tables.find_tunings, inputs)
 native_dir = workspace.find_prepared(NATIVE_RUNS, work, report_tables.find_runs, inputs)
 native = report_tables.find_runs(native_dir) if native_dir else []
@@ -289,6 +314,7 @@ if dataset is not None:
 config = report.ReportConfig(
     runs=[str(r) for r in runs],
     backbone_runs=[str(r) for r in report_tables.find_runs(backbones)] if backbones else [],
+    encoder_runs=[str(r) for r in report_tables.find_runs(encoders)] if encoders else [],
     tunings=[str(t) for t in report_tables.find_tunings(tunings)] if tunings else [],
     comparison_runs=[str(r) for r in runs + native] if native else [],
     attention_run=str(pyramid[0]) if pyramid else None,

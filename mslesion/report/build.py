@@ -39,6 +39,7 @@ class ReportConfig:
     runs: list[str]  # trained models (Tables 6.1-6.3, appendices, per-patient)
     backbone_runs: list[str] = field(default_factory=list)
     comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (the related works)
+    encoder_runs: list[str] = field(default_factory=list)  # the LGG encoder comparison (study.encoder_comparison)
     attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (Røvang's (2021) fig. 8.5)
     tunings: list[str] = field(default_factory=list)
     cross_validations: list[str] = field(default_factory=list)  # mslesion evaluate --cross-validation folders
@@ -149,6 +150,7 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
     lesion pixels, with its mask) and 4.1 (orthogonal views) from a dataset."""
     from mslesion.data.cohort import discover_cases
     from mslesion.data.loading import load_case
+    from mslesion.data.prep import PrepConfig
     from mslesion.data.reader import read_manifest
 
     dataset = Path(dataset)
@@ -172,7 +174,7 @@ def dataset_figures(dataset: str | Path, writer: _Writer | None = None, n: int =
     first = manifest.groupby("patient", sort=False).lesion_pixels.sum().idxmax()
     case = [c for c in discover_cases(prep["source"], prep.get("layout_found") or "auto").cases if c.patient_id == first]
     if case:
-        loaded = load_case(case[0], prep["modalities"], prep.get("mask_modality"), allow_empty_mask=True)
+        loaded = load_case(case[0], allow_empty_mask=True, source=PrepConfig.from_dict(prep).source())
         figs["orthogonal_views"] = (
             fig.plot_orthogonal_views(loaded.stack[..., 0], loaded.mask, loaded.spacing_zhw_mm,
                                       title=f"patient {first}: {prep['modalities'][0]} with lesion mask"),
@@ -217,7 +219,8 @@ def build_report(config: ReportConfig | dict) -> Path:
     folder holding anything else is refused.
     """
     config = ReportConfig(**config) if isinstance(config, dict) else config
-    inputs = [*config.runs, *config.backbone_runs, *config.comparison_runs, *config.tunings, config.epoch_study_run,
+    inputs = [*config.runs, *config.backbone_runs, *config.comparison_runs, *config.encoder_runs, *config.tunings,
+              config.epoch_study_run,
               config.attention_run, config.dataset]  # fmt: skip
     with output_dir(config.out, "report", overwrite=config.overwrite, inputs=inputs) as tmp:
         _write_report(config, tmp)
@@ -230,7 +233,8 @@ def _flag_titles(histories: dict[str, pd.DataFrame], unlearned: list[str]) -> di
 
 
 def _write_report(config: ReportConfig, out: Path) -> None:
-    every_run = dict.fromkeys(Path(r) for r in [*config.runs, *config.backbone_runs, *config.comparison_runs])
+    every_run = dict.fromkeys(Path(r) for r in [*config.runs, *config.backbone_runs, *config.comparison_runs,
+                                                *config.encoder_runs])  # fmt: skip
     unlearned = list(dict.fromkeys(rt.unlearned_models(list(every_run))))
     w = _Writer(out, unlearned)
     runs = [Path(r) for r in config.runs]
@@ -272,6 +276,14 @@ def _write_report(config: ReportConfig, out: Path) -> None:
         w.table("backbone_comparison", rt.backbone_table(bb), "Backbone comparison", {"runs": [str(r) for r in bb]})
         w.figure("backbone_dice_curves", curves.plot_metric_curves(_flag_titles(_histories(bb), unlearned), "dice"),
                  "Dice per epoch for each encoder", {"runs": [str(r) for r in bb]})  # fmt: skip
+    if config.encoder_runs:
+        enc = [Path(r) for r in config.encoder_runs]
+        esrc = {"runs": [str(r) for r in enc], "evaluation": config.eval_name}
+        w.table("encoder_comparison", et.encoder_comparison_table(enc, config.eval_name),
+                "Encoder comparison (the LGG encoder comparison, sections 6.1-6.4): validation Dice/IoU of the best "
+                "epoch and per-patient test Dice/IoU (mean, SD)", esrc)  # fmt: skip
+        w.figure("encoder_learning_curves", curves.plot_metric_curves(_flag_titles(_histories(enc), unlearned), "iou"),
+                 "IoU per epoch for each encoder (the project's figures 4-9)", esrc)  # fmt: skip
     if config.comparison_runs:
         cmp = [Path(r) for r in config.comparison_runs]
         w.table("model_comparison", et.model_comparison_table(cmp, config.eval_name),

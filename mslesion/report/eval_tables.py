@@ -15,7 +15,7 @@ from mslesion.folders import RunFolder, read_history
 from mslesion.report.tables import run_label
 
 __all__ = ["cross_validation_table", "CV_COLUMNS", "test_iou_table", "per_patient_table", "patient_summary_table",
-           "lesionwise_table", "model_comparison_table", "detection_rule"]  # fmt: skip
+           "lesionwise_table", "model_comparison_table", "detection_rule", "encoder_comparison_table"]  # fmt: skip
 
 
 def _eval_summary(run: Path, eval_name: str) -> dict | None:
@@ -159,3 +159,33 @@ def cross_validation_table(cv_dir: str | Path) -> pd.DataFrame:
     mean_row = {"fold": "mean ± SD", "n_patients": int(folds.n_patients.sum()),
                 **{c: f"{stats[c]['mean']:.4g} ± {stats[c]['std']:.2g}" for c in columns}}  # fmt: skip
     return pd.concat([table, pd.DataFrame([mean_row])], ignore_index=True)
+
+
+def encoder_comparison_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
+    """The LGG encoder comparison (:mod:`mslesion.study.encoder_comparison`): per model its encoder, ImageNet
+    weights, frozen blocks, size, the validation Dice and IoU of its best epoch, and, where evaluated, test
+    Dice and IoU per patient (mean ± SD, and the slice-level pooled figures that project reported)."""
+    rows = []
+    for run in runs:
+        cfg = RunFolder(run).config
+        h = read_history(run)
+        params = cfg.get("model_params", {})
+        best = int(h.val_dice.idxmax())
+        s = _eval_summary(run, eval_name)
+        encoder = params.get("encoder", "trainable")
+
+        def stat(metric: str, key: str) -> float:
+            return s["per_patient"][metric][key] if s else math.nan
+
+        rows.append({"model": run_label(run), "encoder": params.get("backbone", "none (scratch)"),
+                     "weights": str(params.get("weights") or "none"),
+                     "frozen_blocks": "all" if encoder == "frozen" else (0 if encoder == "trainable" else encoder),
+                     "trainable_params": cfg["params"]["trainable"], "epochs": len(h), "best_epoch": best + 1,
+                     "val_dice": float(h.val_dice.iloc[best]),
+                     "val_iou": float(h.val_iou.iloc[best]) if "val_iou" in h else math.nan,
+                     "test_dice_mean": stat("dice", "mean"), "test_dice_sd": stat("dice", "std"),
+                     "test_iou_mean": stat("iou", "mean"), "test_iou_sd": stat("iou", "std"),
+                     "slice_level_dice": s["slice_level"]["pooled_dice"] if s else math.nan,
+                     "slice_level_iou": s["slice_level"]["pooled_iou"] if s else math.nan,
+                     "test_patients": len(s["patients"]) if s else 0})  # fmt: skip
+    return pd.DataFrame(rows)

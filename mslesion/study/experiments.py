@@ -16,7 +16,7 @@ from mslesion.study.recipes import TRAINING_CONFIGS
 from mslesion.study.table_6_1 import REPORT_MODELS
 
 __all__ = ["QUICK_FILTERS", "report_model_config", "train_report_models", "compare_backbones", "learning_rate_search",
-           "evaluate_runs", "BACKBONES", "compare_training_configs", "train_native_models", "QUICK_NATIVE"]  # fmt: skip
+           "evaluate_runs", "BACKBONES", "compare_training_configs", "train_native_models", "QUICK_NATIVE", "job_progress"]  # fmt: skip
 
 
 #: Decoder widths in quick mode (pretrained-encoder models, scratch models).
@@ -42,7 +42,7 @@ def report_model_config(key: str, dataset: str | Path, runs_root: str | Path, ep
             "runs_root": str(runs_root), "tag": key, **overrides}  # fmt: skip
 
 
-def _job(n_runs: int, epochs: int, progress: bool, time_budget_minutes: float | None, overrides: dict):
+def job_progress(n_runs: int, epochs: int, progress: bool, time_budget_minutes: float | None, overrides: dict):
     """The job's :class:`~mslesion.progress.JobProgress` (or None) and, with a budget, each run's ``max_minutes``."""
     from mslesion.env.workspace import platform_name
     from mslesion.progress import JobProgress, budget_per_run
@@ -70,7 +70,7 @@ def train_report_models(dataset: str | Path, runs_root: str | Path, epochs: int 
     from mslesion.train.training import train
 
     keys = keys or list(REPORT_MODELS)
-    job = _job(len(keys), epochs, progress, time_budget_minutes, overrides)
+    job = job_progress(len(keys), epochs, progress, time_budget_minutes, overrides)
     return [train(report_model_config(k, dataset, runs_root, epochs, quick, weights, **overrides), verbose=verbose,
                   overwrite=overwrite, progress=job) for k in keys]  # fmt: skip
 
@@ -127,7 +127,7 @@ def train_native_models(dataset: str | Path, runs_root: str | Path, epochs: int 
                         **split, overwrite=overwrite)  # fmt: skip
         _same_split(dataset, volumes)
 
-    job = _job(2 + include_3d, epochs, progress, time_budget_minutes, overrides)
+    job = job_progress(2 + include_3d, epochs, progress, time_budget_minutes, overrides)
     base = {"epochs": epochs, "runs_root": str(runs_root), **overrides}
     quiet = 0 if job is not None else verbose  # the progress lines replace Keras' own
     runs = [train({"dataset": str(dataset), "model": "native.att_unet_pyramid", "tag": "pyramid",
@@ -164,7 +164,7 @@ def compare_backbones(dataset: str | Path, runs_root: str | Path, backbones: tup
     """
     from mslesion.train.training import train
 
-    job = _job(len(backbones), epochs, progress, time_budget_minutes, overrides)
+    job = job_progress(len(backbones), epochs, progress, time_budget_minutes, overrides)
     runs = []
     for backbone in backbones:
         params = {"backbone": backbone, "weights": weights, "encoder": encoder}
