@@ -15,6 +15,8 @@ def add_report(subparsers) -> None:
     p.add_argument("--backbones", nargs="+", default=[], help="runs (or roots) of the backbone comparison")
     p.add_argument("--encoders", nargs="+", default=[], help=(
         "runs (or roots) of the encoder comparison (mslesion.study.encoder_comparison.compare_encoders)"))
+    p.add_argument("--fine-tuning", nargs="+", default=[], dest="fine_tuning", help=(
+        "runs (or roots) of mslesion.study.fine_tuning.fine_tune_report_models"))
     p.add_argument("--tuning", nargs="+", default=[], help="learning-rate search folders (or roots)")
     p.add_argument("--cross-validation", nargs="+", default=[], dest="cross_validations",
                    help="mslesion evaluate --cross-validation folders: a table of per-fold metrics and mean ± SD each")
@@ -37,6 +39,7 @@ def add_report(subparsers) -> None:
         report = build_report(ReportConfig(
             runs=expand(a.runs, find_runs), backbone_runs=expand(a.backbones, find_runs),
             encoder_runs=expand(a.encoders, find_runs),
+            fine_tuning_runs=expand(a.fine_tuning, find_runs),
             tunings=expand(a.tuning, find_tunings), cross_validations=a.cross_validations, epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
             dataset=a.dataset, eval_name=a.eval_name, out=a.out, title=a.title, overwrite=a.overwrite))  # fmt: skip
         print(f"report: {report}")

@@ -40,6 +40,7 @@ class ReportConfig:
     backbone_runs: list[str] = field(default_factory=list)
     comparison_runs: list[str] = field(default_factory=list)  # 2D and 3D models on one split (the related works)
     encoder_runs: list[str] = field(default_factory=list)  # the LGG encoder comparison (study.encoder_comparison)
+    fine_tuning_runs: list[str] = field(default_factory=list)  # frozen / retrained / fine-tuned / scratch (study.fine_tuning)
     attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (Røvang's (2021) fig. 8.5)
     tunings: list[str] = field(default_factory=list)
     cross_validations: list[str] = field(default_factory=list)  # mslesion evaluate --cross-validation folders
@@ -219,8 +220,8 @@ def build_report(config: ReportConfig | dict) -> Path:
     folder holding anything else is refused.
     """
     config = ReportConfig(**config) if isinstance(config, dict) else config
-    inputs = [*config.runs, *config.backbone_runs, *config.comparison_runs, *config.encoder_runs, *config.tunings,
-              config.epoch_study_run,
+    inputs = [*config.runs, *config.backbone_runs, *config.comparison_runs, *config.encoder_runs,
+              *config.fine_tuning_runs, *config.tunings, config.epoch_study_run,
               config.attention_run, config.dataset]  # fmt: skip
     with output_dir(config.out, "report", overwrite=config.overwrite, inputs=inputs) as tmp:
         _write_report(config, tmp)
@@ -234,7 +235,7 @@ def _flag_titles(histories: dict[str, pd.DataFrame], unlearned: list[str]) -> di
 
 def _write_report(config: ReportConfig, out: Path) -> None:
     every_run = dict.fromkeys(Path(r) for r in [*config.runs, *config.backbone_runs, *config.comparison_runs,
-                                                *config.encoder_runs])  # fmt: skip
+                                                *config.encoder_runs, *config.fine_tuning_runs])  # fmt: skip
     unlearned = list(dict.fromkeys(rt.unlearned_models(list(every_run))))
     w = _Writer(out, unlearned)
     runs = [Path(r) for r in config.runs]
@@ -284,6 +285,12 @@ def _write_report(config: ReportConfig, out: Path) -> None:
                 "epoch and per-patient test Dice/IoU (mean, SD)", esrc)  # fmt: skip
         w.figure("encoder_learning_curves", curves.plot_metric_curves(_flag_titles(_histories(enc), unlearned), "iou"),
                  "IoU per epoch for each encoder (the project's figures 4-9)", esrc)  # fmt: skip
+    if config.fine_tuning_runs:
+        ft = [Path(r) for r in config.fine_tuning_runs]
+        w.table("fine_tuning", et.fine_tuning_table(ft, config.eval_name),
+                "The backbone report's chapter 7 as a table: ImageNet encoders frozen, retrained from the start, "
+                "fine-tuned after a frozen warm-up, and random encoders from scratch, on one split",
+                {"runs": [str(r) for r in ft], "evaluation": config.eval_name})  # fmt: skip
     if config.comparison_runs:
         cmp = [Path(r) for r in config.comparison_runs]
         w.table("model_comparison", et.model_comparison_table(cmp, config.eval_name),

@@ -15,7 +15,7 @@ from mslesion.folders import RunFolder, read_history
 from mslesion.report.tables import run_label
 
 __all__ = ["cross_validation_table", "CV_COLUMNS", "test_iou_table", "per_patient_table", "patient_summary_table",
-           "lesionwise_table", "model_comparison_table", "detection_rule", "encoder_comparison_table"]  # fmt: skip
+           "lesionwise_table", "model_comparison_table", "detection_rule", "encoder_comparison_table", "fine_tuning_table"]  # fmt: skip
 
 
 def _eval_summary(run: Path, eval_name: str) -> dict | None:
@@ -187,5 +187,31 @@ def encoder_comparison_table(runs: list[Path], eval_name: str = "eval_test") -> 
                      "test_iou_mean": stat("iou", "mean"), "test_iou_sd": stat("iou", "std"),
                      "slice_level_dice": s["slice_level"]["pooled_dice"] if s else math.nan,
                      "slice_level_iou": s["slice_level"]["pooled_iou"] if s else math.nan,
+                     "test_patients": len(s["patients"]) if s else 0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def fine_tuning_table(runs: list[Path], eval_name: str = "eval_test") -> pd.DataFrame:
+    """The pretrained Table 6.1 models frozen, retrained, fine-tuned and from scratch
+    (:mod:`mslesion.study.fine_tuning`): epochs (a fine-tuned run's warm-up included), trainable parameters,
+    best validation Dice and, where evaluated, per-patient test Dice (mean, SD) and lesion F1. Warm-up runs
+    (tag ``<key>-warmup``) are left out."""
+    rows = []
+    for run in runs:
+        cfg = RunFolder(run).config
+        h = read_history(run)
+        tag = str(cfg.get("tag", ""))
+        key, _, mode = tag.rpartition("-")
+        if mode == "warmup":  # counted in the fine-tuned run it started
+            continue
+        warmup = len(read_history(Path(cfg["init_from"]))) if cfg.get("init_from") else 0
+        s = _eval_summary(run, eval_name)
+        rows.append({"model": key or run_label(run), "mode": mode, "encoder": cfg["model_params"].get("encoder"),
+                     "weights": str(cfg["model_params"].get("weights") or "none"),
+                     "epochs": len(h) + warmup, "warmup_epochs": warmup,
+                     "trainable_params": cfg["params"]["trainable"], "best_val_dice": float(h.val_dice.max()),
+                     "test_dice_mean": s["per_patient"]["dice"]["mean"] if s else math.nan,
+                     "test_dice_sd": s["per_patient"]["dice"]["std"] if s else math.nan,
+                     "lesion_f1_mean": s["per_patient"]["lesion_f1"]["mean"] if s else math.nan,
                      "test_patients": len(s["patients"]) if s else 0})  # fmt: skip
     return pd.DataFrame(rows)
