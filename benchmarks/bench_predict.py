@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         case, source = _volume(Path(tmp))
         prep = PrepConfig(size=(a.size, a.size), context=a.context)
-        loaded = load_case(case, prep.modalities)
+        loaded = load_case(case, source=prep.source())
         sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, prep.slicing(),
                             selection="all")
         x, n = sliced.images, len(sliced.images)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             predict_volume(stub, loaded, a.batch_size)
 
         def load():
-            load_case(case, prep.modalities)
+            load_case(case, source=prep.source())
 
         # warm-up: tracing of the predict function, first-touch allocations; the other
         # batch sizes on a few batches only (a new batch size costs no noticeable retrace)

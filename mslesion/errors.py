@@ -23,6 +23,9 @@ __all__ = [
     "ConfigError",
     "BadVoxelSizeError",
     "ConstantImageError",
+    "BrainMaskError",
+    "RegistrationError",
+    "ExternalToolError",
     "DamagedCheckpointError",
     "RunNotFoundError",
     "MslesionWarning",
@@ -109,6 +112,14 @@ class ConstantImageError(DataError):
     """An image whose voxels all hold one value (all-zero export, blank series): nothing to segment."""
 
 
+class BrainMaskError(DataError):
+    """A brain mask for skull stripping that is missing, empty, not binary or off the image's voxel grid."""
+
+
+class RegistrationError(DataError):
+    """A modality that could not be registered to the first one (the optimiser failed, no overlap)."""
+
+
 class DamagedCheckpointError(CorruptFileError):
     """A run's ``best.keras`` / ``final.keras`` that is truncated or not a Keras model file."""
 
@@ -123,6 +134,10 @@ class RunNotFoundError(MslesionError, FileNotFoundError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")  # one argument: OSError would read two as (errno, strerror)
+
+
+class ExternalToolError(MslesionError, RuntimeError):
+    """An external program an option relies on (HD-BET) is not installed or failed; the message says what to do."""
 
 
 class MslesionWarning(UserWarning):

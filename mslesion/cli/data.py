@@ -73,7 +73,12 @@ def add_split(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+# prep3d has its own flags for these fields of SourceConfig
+_NOT_PREP3D = ("layout", "image_patterns", "mask_patterns", "modalities", "mask_modality", "allow_empty_masks")
+
+
 def add_prep3d(subparsers) -> None:
+    from mslesion.data.loading import SourceConfig
     from mslesion.data.splits import SPLIT_MODES
 
     p = subparsers.add_parser("prep3d", help="normalised whole volumes (.npy) for 3D patch models (the 3DR2AUNet paper, 2024)")
@@ -86,6 +91,7 @@ def add_prep3d(subparsers) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-empty-masks", action="store_true")
+    add_config_flags(p, SourceConfig, skip=_NOT_PREP3D)  # --register, --skull-strip, --brain-mask-pattern
     p.add_argument("--overwrite", action="store_true", help="replace volumes mslesion prep3d wrote at OUT before")
 
     def run(a):
@@ -93,7 +99,9 @@ def add_prep3d(subparsers) -> None:
 
         done = prepare_volumes(a.source, a.out_dir, tuple(a.modalities), split=a.split, test_fraction=a.test_fraction,
                                val_fraction=a.val_fraction, seed=a.seed, layout=a.layout,
-                               allow_empty_masks=a.allow_empty_masks, overwrite=a.overwrite)  # fmt: skip
+                               allow_empty_masks=a.allow_empty_masks, overwrite=a.overwrite,
+                               register=a.register, skull_strip=a.skull_strip,
+                               brain_mask_pattern=a.brain_mask_pattern)  # fmt: skip
         print(f"volumes: {done['out_dir']}: {len(done['patients'])} patients, {len(done['failures'])} failed")
         for f in done["failures"]:
             print(f"  FAILED {f['patient']}: {f['error']}: {f['message']}")

@@ -98,6 +98,9 @@ def add_predict(subparsers) -> None:
     p.add_argument("--uncertainty", choices=UNCERTAINTY, default="none", help=(
         "write a voxel-wise uncertainty map per patient and uncertainty.csv (per lesion): std over the ensemble "
         "members and TTA passes (needs several), or entropy of the mean probability (bits)"))
+    p.add_argument("--brain-mask-pattern", metavar="PATTERN", help=(
+        "for a run prepared with --skull-strip mask: the new patients' brain masks, relative to INPUTS, "
+        "e.g. '{patient}/brainmask.nii.gz'"))
 
     def run(a):
         from mslesion.infer.predict import predict
@@ -106,7 +109,7 @@ def add_predict(subparsers) -> None:
         result = predict(runs, a.inputs, a.out_dir, a.checkpoint, a.threshold, a.connectivity,
                          key_value_pairs(a.image_pattern, "--image-pattern"), a.layout, a.batch_size,
                          overwrite=a.overwrite, tta=a.tta, postprocess=a.postprocess,
-                         uncertainty=a.uncertainty)  # fmt: skip
+                         uncertainty=a.uncertainty, brain_mask_pattern=a.brain_mask_pattern)  # fmt: skip
         if result.predicted:
             print(f"lesion summary: {result.lesions_csv}")
         else:

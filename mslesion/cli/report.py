@@ -20,6 +20,8 @@ def add_report(subparsers) -> None:
     p.add_argument("--tuning", nargs="+", default=[], help="learning-rate search folders (or roots)")
     p.add_argument("--cross-validation", nargs="+", default=[], dest="cross_validations",
                    help="mslesion evaluate --cross-validation folders: a table of per-fold metrics and mean ± SD each")
+    p.add_argument("--ablation", nargs="+", default=[], dest="ablations", help=(
+        "cross-validation folders of architectures on the same folds (mslesion.study.ablation): one Table 5"))
     p.add_argument("--epoch-study", help="one long run for the epoch-study table")
     p.add_argument("--epoch-every", type=int, default=25)
     p.add_argument("--dataset", help="prepared dataset, for the data figures (glimpse, slices, orthogonal views)")
@@ -40,7 +42,8 @@ def add_report(subparsers) -> None:
             runs=expand(a.runs, find_runs), backbone_runs=expand(a.backbones, find_runs),
             encoder_runs=expand(a.encoders, find_runs),
             fine_tuning_runs=expand(a.fine_tuning, find_runs),
-            tunings=expand(a.tuning, find_tunings), cross_validations=a.cross_validations, epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
+            tunings=expand(a.tuning, find_tunings), cross_validations=a.cross_validations,
+            ablations=a.ablations, epoch_study_run=a.epoch_study, epoch_every=a.epoch_every,
             dataset=a.dataset, eval_name=a.eval_name, out=a.out, title=a.title, overwrite=a.overwrite))  # fmt: skip
         print(f"report: {report}")
 

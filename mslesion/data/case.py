@@ -29,6 +29,8 @@ class Case:
         layout: which layout found it.
         slice_files: for 2D-slice datasets (``lgg``), (image, mask or None) per
             slice in slice-number order.
+        root: the dataset folder it was discovered under, against which per-case
+            patterns given at load time (the brain mask's) are resolved; None if unknown.
     """
 
     patient_id: str
@@ -36,6 +38,7 @@ class Case:
     masks: dict[str, Path]
     layout: str
     slice_files: list[tuple[Path, Path | None]] = field(default_factory=list)
+    root: Path | None = None
 
     def image(self, modality: str) -> Path:
         modality = normalise_modality(modality)

@@ -99,4 +99,6 @@ def discover_cases(
         )
     if not found.cases:
         raise NoCasesFoundError(root, f"no patient matched the {layout} layout")
+    for case in found.cases:
+        case.root = root  # load-time patterns (brain masks) resolve against it, whatever the layout
     return _screen(found)

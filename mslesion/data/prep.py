@@ -107,7 +107,7 @@ class PrepSummary:
 
 def prepare_case(case: Case, config: PrepConfig, out_dir: Path) -> list[dict]:
     """Load, slice and write one patient into ``out_dir/<patient>``; return its manifest rows."""
-    loaded = load_case(case, config.modalities, config.mask_modality, config.allow_empty_masks)
+    loaded = load_case(case, source=config.source())
     sliced = slice_case(loaded.stack, loaded.mask, loaded.modalities, loaded.spacing_zhw_mm, config.slicing())
     with atomic_dir(check_inside(out_dir, out_dir / case.patient_id)) as tmp:
         save_npy(tmp / "image.npy", sliced.images)
@@ -142,6 +142,7 @@ def _case_meta(loaded: LoadedCase, sliced: CaseSlices) -> dict:
         },
         "lesion_voxels": int(np.count_nonzero(loaded.mask)),
         "warnings": loaded.warnings,
+        "notes": loaded.notes,  # how it was loaded beyond reading (skull stripping)
     }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from mslesion import __version__
 from mslesion.data.cohort import discover_cases
 from mslesion.data.intensity import fit_normalisation, foreground_mask
-from mslesion.data.loading import load_case
+from mslesion.data.loading import SourceConfig, load_case
 from mslesion.data.splits import save_splits, split_patients
 from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
 from mslesion.fileio import load_json, load_npy, save_csv, save_json, save_npy
@@ -45,7 +45,7 @@ def prepare_volumes(
     split: str = "train_val_test", test_fraction: float = 0.2, val_fraction: float = 0.2, folds: int = 5,
     seed: int = 0, layout: str = "auto", image_patterns: dict | None = None, mask_patterns: dict | None = None,
     mask_modality: str | None = None, allow_empty_masks: bool = False, foreground: str = "auto",
-    overwrite: bool = False,
+    overwrite: bool = False, register: str = "none", skull_strip: str = "none", brain_mask_pattern: str | None = None,
 ) -> dict:  # fmt: skip
     """Write every patient of ``source`` as a normalised whole volume (layout in the module doc).
 
@@ -57,16 +57,23 @@ def prepare_volumes(
     ``overwrite``) volumes this toolkit wrote; never the source or around it.
     When every patient fails nothing is written.
 
+    ``register``, ``skull_strip`` and ``brain_mask_pattern`` are those of
+    :class:`~mslesion.data.loading.SourceConfig`, applied as ``mslesion prep`` applies them.
+
     Returns:
         ``{"out_dir", "patients", "failures", "unmatched_files"}``.
     """
     out_dir = Path(out_dir)
+    # checked (unknown choices, a mask pattern without {patient}) before anything is read
+    SourceConfig(modalities=tuple(modalities), register=register, skull_strip=skull_strip,
+                 brain_mask_pattern=brain_mask_pattern)  # fmt: skip
     check_output(out_dir, "volumes3d", overwrite=overwrite, inputs=[source])
     found = discover_cases(source, layout, image_patterns, mask_patterns)
     config = {"kind": "volumes3d", "source": str(Path(source).resolve()), "layout": layout,
               "layout_found": found.layout, "image_patterns": image_patterns, "mask_patterns": mask_patterns,
               "modalities": list(modalities),
-              "mask_modality": mask_modality, "allow_empty_masks": allow_empty_masks, "foreground": foreground,
+              "mask_modality": mask_modality, "allow_empty_masks": allow_empty_masks, "register": register,
+              "skull_strip": skull_strip, "brain_mask_pattern": brain_mask_pattern, "foreground": foreground,
               "normalisation": normalisation, "split": split, "test_fraction": test_fraction,
               "val_fraction": val_fraction, "folds": folds, "seed": seed, "mslesion_version": __version__}  # fmt: skip
     prepared, failures = [], list(found.rejected)
@@ -89,10 +96,14 @@ def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, f
     foreground, normalisation = config["foreground"], config["normalisation"]
     split, seed, folds = config["split"], config["seed"], config["folds"]
     test_fraction, val_fraction = config["test_fraction"], config["val_fraction"]
+    loading = SourceConfig(modalities=tuple(modalities), mask_modality=mask_modality,
+                           allow_empty_masks=allow_empty_masks, register=config.get("register", "none"),
+                           skull_strip=config.get("skull_strip", "none"),
+                           brain_mask_pattern=config.get("brain_mask_pattern"))  # fmt: skip
     with output_dir(out_dir, "volumes3d", overwrite=overwrite, inputs=[source]) as tmp:
         for case in found.cases:
             try:
-                loaded = load_case(case, modalities, mask_modality, allow_empty_masks)
+                loaded = load_case(case, source=loading)
             except MslesionError as exc:
                 failures.append(failure_row(case.patient_id, exc))
                 continue
@@ -110,6 +121,7 @@ def _write_volumes(source, out_dir: Path, found, config: dict, prepared: list, f
                 "patient": loaded.patient_id, "modalities": loaded.modalities, "shape_zhw": list(volume.shape[:3]),
                 "spacing_zhw_mm": loaded.spacing_zhw_mm, "normalisation": norms,
                 "lesion_voxels": int(np.count_nonzero(loaded.mask)),
+                "warnings": loaded.warnings, "notes": loaded.notes,
                 "source": {"image_files": [str(p) for p in loaded.image_files],
                            "mask_file": [str(p) for p in loaded.mask_file] if isinstance(loaded.mask_file, list)
                            else (str(loaded.mask_file) if loaded.mask_file else None),

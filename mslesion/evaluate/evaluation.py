@@ -136,7 +136,7 @@ def _score(members: list[TrainedRun], cases: list, rejected: list[dict], label: 
     run = members[0]
 
     def load(case):
-        loaded = load_case(case, run.prep.modalities, run.prep.mask_modality, allow_empty_mask=True)
+        loaded = load_case(case, allow_empty_mask=True, source=run.prep.source())
         return Subject(loaded.patient_id, loaded.mask, loaded.spacing_zhw_mm, data=loaded, image=loaded.stack[..., 0],
                        write_mask=lambda pred, path: write_mask(pred, loaded, path),
                        mask_name=f"{loaded.patient_id}_pred{'' if loaded.affine is None else '.nii.gz'}")  # fmt: skip

@@ -86,7 +86,7 @@ def choose_postprocess(run_dir: str | Path, objective: str = "dice", *, threshol
     cases, rejected, _ = cases_of(run, EvalConfig(part="val", patients=val))
     volumes = []
     for case in cases:
-        loaded = load_case(case, run.prep.modalities, run.prep.mask_modality, allow_empty_mask=True)
+        loaded = load_case(case, allow_empty_mask=True, source=run.prep.source())
         prob = predict_volume(run, loaded, batch_size, tta).astype(np.float16)  # halves what the grid holds
         volumes.append((prob, loaded.mask, loaded.spacing_zhw_mm))
         if verbose:

@@ -97,6 +97,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, fmt: str = "savedmodel"
             "threshold": float(run.config.get("threshold", 0.5)),
             "modalities": list(run.prep.modalities),
             "slicing": asdict(run.prep.slicing()),
+            # done while loading, before slicing: a server must register and skull-strip scans the same way
+            "loading": {k: getattr(run.prep, k) for k in ("register", "skull_strip")},
             "note": "mslesion.data.slicing.slice_case prepares slices this way; mslesion.data.slicing.to_native_stack maps "
                     "probabilities back to the source grid",
         })  # fmt: skip

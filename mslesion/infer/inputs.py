@@ -86,7 +86,7 @@ def _file_cases(files: list[Path], modality: str) -> Discovery:
         except BadPatientIdError as exc:
             rejected.append(failure_row(pid, exc))
             continue
-        cases.append(Case(pid, {modality: f}, {}, "file"))
+        cases.append(Case(pid, {modality: f}, {}, "file", root=f.parent))
     return Discovery(cases, "file", [], rejected)
 
 

@@ -24,16 +24,16 @@ skipped. When no patient can be predicted nothing is written.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from mslesion.data.case import Case
-from mslesion.data.loading import load_case
+from mslesion.data.loading import SourceConfig, load_case
 from mslesion.data.prep import PrepConfig
-from mslesion.errors import FAILURE_COLUMNS, MslesionError, failure_row
+from mslesion.errors import FAILURE_COLUMNS, ConfigError, MslesionError, failure_row
 from mslesion.evaluate.lesions import label_lesions
 from mslesion.fileio import save_csv, save_json, save_npy
 from mslesion.infer.inference import check_run, open_runs, predict_volume, write_mask
@@ -108,6 +108,7 @@ def predict(
     tta: str = "none",
     postprocess: bool = True,
     uncertainty: str = "none",
+    brain_mask_pattern: str | None = None,
 ) -> PredictResult:
     """Segment every patient under ``inputs`` with a trained run into the new folder ``out_dir``.
 
@@ -124,12 +125,16 @@ def predict(
             on its validation patients) where it has one; never for an ensemble, for which it was not chosen.
         uncertainty: ``std`` (over the ensemble members and TTA passes) or ``entropy`` (of the mean probability):
             write a voxel-wise map per patient and per-lesion means (:mod:`mslesion.infer.uncertainty`).
+        brain_mask_pattern: the new patients' brain mask files, relative to ``inputs`` (``{patient}``
+            placeholder), for a run prepared with ``skull_strip='mask'``; required there, refused elsewhere.
+            Registration and the other skull stripping methods are applied from the run's record as in prep.
 
     Returns:
         A :class:`PredictResult`; ``os.fspath`` of it is ``out_dir/lesions.csv``.
 
     Raises:
         RunNotFoundError, DamagedCheckpointError: the run cannot be used.
+        ConfigError: a ``skull_strip='mask'`` run without ``brain_mask_pattern`` (or a pattern for another run).
         NoCasesFoundError, MissingModalityError: nothing to predict at ``inputs``.
         OutputError: ``out_dir`` overlaps the inputs or the run, or holds something else.
     """
@@ -143,7 +148,8 @@ def predict(
         raise ValueError("uncertainty 'std' needs several passes: give --tta or several runs (an ensemble), "
                          "or use 'entropy'")  # fmt: skip
     _, record, _ = check_run(run_dir, checkpoint)
-    modalities = tuple(PrepConfig.from_dict(record).modalities)
+    source = _source_for_new_patients(PrepConfig.from_dict(record), brain_mask_pattern, run_dir)
+    modalities = tuple(source.modalities)
     found = find_inputs(inputs, modalities, image_patterns, layout)
     check_output(out_dir, KIND, overwrite=overwrite, inputs=[inputs, *run_dirs])
     members = open_runs(run_dirs, checkpoint)
@@ -158,13 +164,15 @@ def predict(
             rows, lesion_rows = [], []
             for case in found.cases:
                 row = _predict_case(members, case, tmp, out_dir, post, connectivity, batch_size, result,
-                                    verbose, tta, uncertainty, lesion_rows)  # fmt: skip
+                                    verbose, tta, uncertainty, lesion_rows, source)  # fmt: skip
                 if row is not None:
                     rows.append(row)
             if not rows:
                 raise _NothingPredicted
             _write_tables(tmp, rows, result, run, run_dir, inputs, checkpoint, post.threshold, connectivity,
                           {"members": [str(r.resolve()) for r in run_dirs], "tta": tta, "uncertainty": uncertainty,
+                           "register": source.register, "skull_strip": source.skull_strip,
+                           "brain_mask_pattern": brain_mask_pattern,
                            "postprocess": {**asdict(post), "applied": post.describe()}})  # fmt: skip
             if uncertainty != "none":
                 save_csv(tmp / "uncertainty.csv", lesion_rows, columns=["patient", "lesion", "voxels", "volume_ml",
@@ -174,13 +182,28 @@ def predict(
     return result
 
 
+def _source_for_new_patients(prep: PrepConfig, brain_mask_pattern: str | None, run_dir: Path) -> SourceConfig:
+    """How new patients are loaded: the run's source options, with their own brain masks for a ``mask`` run."""
+    source = prep.source()
+    if source.skull_strip == "mask":
+        if not brain_mask_pattern:
+            raise ConfigError(f"{run_dir}: the run was prepared with skull_strip='mask' (a brain mask file per "
+                              "patient), so new patients need theirs: give --brain-mask-pattern, relative to the "
+                              "inputs, e.g. --brain-mask-pattern '{patient}/brainmask.nii.gz'")  # fmt: skip
+        return replace(source, brain_mask_pattern=brain_mask_pattern)
+    if brain_mask_pattern:
+        raise ConfigError(f"--brain-mask-pattern: {run_dir} was prepared with skull_strip={source.skull_strip!r}, "
+                          "which reads no brain mask files; leave it out")  # fmt: skip
+    return source
+
+
 def _predict_case(members: list, case: Case, tmp: Path, out_dir: Path, post: PostProcess, connectivity: int,
                   batch_size: int, result: PredictResult, verbose: bool, tta: str, uncertainty: str = "none",
-                  lesion_rows: list | None = None) -> dict | None:  # fmt: skip
+                  lesion_rows: list | None = None, source: SourceConfig | None = None) -> dict | None:  # fmt: skip
     """Predict one patient into ``tmp``; its lesions.csv row, or None after recording a failure."""
     run = members[0]
     try:
-        loaded = load_case(case, run.prep.modalities, with_mask=False)
+        loaded = load_case(case, with_mask=False, source=source or run.prep.source())
         name = f"{loaded.patient_id}_lesion_mask.nii.gz" if loaded.affine is not None else loaded.patient_id
         target = check_inside(tmp, tmp / name)
     except MslesionError as exc:

@@ -44,6 +44,7 @@ class ReportConfig:
     attention_run: str | None = None  # a native.att_unet_pyramid run: attention-map figure (Røvang's (2021) fig. 8.5)
     tunings: list[str] = field(default_factory=list)
     cross_validations: list[str] = field(default_factory=list)  # mslesion evaluate --cross-validation folders
+    ablations: list[str] = field(default_factory=list)  # cross-validation folders of one ablation (study.ablation)
     epoch_study_run: str | None = None
     epoch_every: int = 25
     dataset: str | None = None  # prepared slice dataset, for the data figures
@@ -221,8 +222,8 @@ def build_report(config: ReportConfig | dict) -> Path:
     """
     config = ReportConfig(**config) if isinstance(config, dict) else config
     inputs = [*config.runs, *config.backbone_runs, *config.comparison_runs, *config.encoder_runs,
-              *config.fine_tuning_runs, *config.tunings, config.epoch_study_run,
-              config.attention_run, config.dataset]  # fmt: skip
+              *config.fine_tuning_runs, *config.tunings, *config.cross_validations, *config.ablations,
+              config.epoch_study_run, config.attention_run, config.dataset]  # fmt: skip
     with output_dir(config.out, "report", overwrite=config.overwrite, inputs=inputs) as tmp:
         _write_report(config, tmp)
     return Path(config.out) / "report.md"
@@ -300,6 +301,10 @@ def _write_report(config: ReportConfig, out: Path) -> None:
         w.table(f"cross_validation_{cv.name}", et.cross_validation_table(cv),
                 f"Cross-validation ({cv.name}): out-of-fold test metrics per fold (mean over its test patients) "
                 "and mean ± SD across folds, as Rondinella et al. (2023) Table 2", {"cross_validation": str(cv)})
+    if config.ablations:
+        w.table("ablation", et.ablation_table(config.ablations),
+                "Ablation over folds, as Rondinella et al. (2023) Table 5: out-of-fold test Dice per fold (mean over "
+                "its patients) and mean ± SD across folds", {"cross_validations": list(map(str, config.ablations))})
     if config.tunings:
         tunings = [Path(t) for t in config.tunings]
         table = rt.lr_search_table(tunings)

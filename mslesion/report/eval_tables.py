@@ -15,7 +15,7 @@ from mslesion.folders import RunFolder, read_history
 from mslesion.report.tables import run_label
 
 __all__ = ["cross_validation_table", "CV_COLUMNS", "test_iou_table", "per_patient_table", "patient_summary_table",
-           "lesionwise_table", "model_comparison_table", "detection_rule", "encoder_comparison_table", "fine_tuning_table"]  # fmt: skip
+           "lesionwise_table", "model_comparison_table", "detection_rule", "encoder_comparison_table", "fine_tuning_table", "ablation_table"]  # fmt: skip
 
 
 def _eval_summary(run: Path, eval_name: str) -> dict | None:
@@ -214,4 +214,32 @@ def fine_tuning_table(runs: list[Path], eval_name: str = "eval_test") -> pd.Data
                      "test_dice_sd": s["per_patient"]["dice"]["std"] if s else math.nan,
                      "lesion_f1_mean": s["per_patient"]["lesion_f1"]["mean"] if s else math.nan,
                      "test_patients": len(s["patients"]) if s else 0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def ablation_table(cv_dirs: list[str | Path]) -> pd.DataFrame:
+    """Rondinella et al. (2023) Table 5's form: one row per architecture (a ``mslesion evaluate --cross-validation``
+    folder each, e.g. from :func:`mslesion.study.ablation.ablate_fc_densenet`), its test Dice on each fold (mean
+    over the fold's patients), and mean ± SD across folds of Dice and lesion F1.
+
+    The architecture is named from its runs' parameters: FC-DenseNet, + SA (squeeze-and-attention), + C-LSTM.
+    """
+    from mslesion.evaluate.cross_validation import read_folds
+
+    rows = []
+    for cv in map(Path, cv_dirs):
+        folds, summary = read_folds(cv)
+        cfg = RunFolder(folds.run.iloc[0]).config
+        params = cfg.get("model_params", {})
+        name = cfg["model"]
+        if name == "native.fc_densenet":
+            name = "FC-DenseNet" + (" + SA" if params.get("attention", True) else "") + (
+                " + C-LSTM" if params.get("lstm", True) else "")
+        stats = summary["across_folds"]
+        row = {"architecture": name, "evaluation": cv.name}
+        row.update({f"dice_fold{int(k)}": float(d) for k, d in zip(folds.fold, folds.dice)})
+        row["dice_mean"], row["dice_sd"] = stats["dice"]["mean"], stats["dice"]["std"]
+        if "lesion_f1" in stats:
+            row["lesion_f1_mean"], row["lesion_f1_sd"] = stats["lesion_f1"]["mean"], stats["lesion_f1"]["std"]
+        rows.append(row)
     return pd.DataFrame(rows)
